@@ -1,0 +1,92 @@
+// Package httpapi is the HTTP edge of the service: the Gin router, its
+// middleware (request ids, metrics, access logs, security headers, body
+// limits, Atlassian JWT and, later, API keys) and short handlers that bind
+// a request, call a domain package and write its answer. Domain packages
+// never see Gin.
+package httpapi
+
+import (
+	"context"
+	"html/template"
+	"log/slog"
+	"net/http"
+
+	"github.com/gin-gonic/gin"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/sei-io/jira-connect/internal/atlassianjwt"
+	"github.com/sei-io/jira-connect/internal/config"
+	"github.com/sei-io/jira-connect/internal/descriptor"
+	"github.com/sei-io/jira-connect/internal/lifecycle"
+)
+
+// Deps are the collaborators the router wires into handlers.
+type Deps struct {
+	Config     *config.Config
+	Descriptor *descriptor.Descriptor
+	Lifecycle  *lifecycle.Service
+	Directory  *lifecycle.Directory
+	JWT        *atlassianjwt.Verifier        // HS256 calls from Jira
+	Install    *atlassianjwt.InstallVerifier // RS256 signed install/uninstall
+	Pages      *template.Template
+	Ready      func(ctx context.Context) error
+	Metrics    *Metrics
+	Log        *slog.Logger
+}
+
+// Body limits: lifecycle payloads are a few hundred bytes; webhook bodies
+// carry a whole issue and can be large on sites with many custom fields.
+const (
+	lifecycleBodyLimit = 64 << 10
+	webhookBodyLimit   = 8 << 20
+)
+
+type handlers struct{ Deps }
+
+// New returns the service's HTTP handler. Every route is mounted under
+// BASE_URL's path, and the Connect routes are the ones the descriptor
+// declares, so the two cannot disagree.
+func New(d Deps) http.Handler {
+	gin.SetMode(gin.ReleaseMode)
+	r := gin.New()
+	r.HandleMethodNotAllowed = true
+	r.ContextWithFallback = true
+	h := &handlers{d}
+	r.Use(observe(d.Metrics, d.Log), recovery(d.Log), securityHeaders(d.Config.BaseURL.Scheme == "https"))
+	r.NoRoute(func(c *gin.Context) { writeError(c, d.Log, notFound) })
+	r.NoMethod(func(c *gin.Context) { writeError(c, d.Log, methodNotAllowed) })
+
+	g := r.Group(d.Config.BasePath)
+	g.GET("/healthz", h.healthz)
+	g.GET("/readyz", h.readyz)
+	g.GET("/metrics", gin.WrapH(promhttp.HandlerFor(d.Metrics.Registry, promhttp.HandlerOpts{})))
+	g.GET("/atlassian-connect.json", h.descriptor)
+
+	lc := g.Group("", noStore, limitBody(lifecycleBodyLimit))
+	lc.POST(d.Descriptor.Lifecycle["installed"], h.installed)
+	lc.POST(d.Descriptor.Lifecycle["uninstalled"], h.uninstalled)
+	lc.POST(d.Descriptor.Lifecycle["enabled"], h.enabled)
+	lc.POST(d.Descriptor.Lifecycle["disabled"], h.disabled)
+
+	wh := g.Group("", noStore, limitBody(webhookBodyLimit), h.requireJWT(false))
+	for _, path := range uniq(d.Descriptor.Webhooks) {
+		wh.POST(path, h.webhook)
+	}
+	pg := g.Group("", h.requireJWT(false))
+	for _, path := range uniq(d.Descriptor.Pages) {
+		pg.GET(path, h.configurePage)
+	}
+	return r
+}
+
+func uniq(m map[string]string) []string {
+	seen := map[string]bool{}
+	var out []string
+	for _, v := range m {
+		if !seen[v] {
+			seen[v] = true
+			out = append(out, v)
+		}
+	}
+	return out
+}
