@@ -1,0 +1,147 @@
+// Package app wires the service together: from a validated configuration
+// and an open database to an http.Handler. cmd/connect calls it to serve;
+// end-to-end tests call it to run the real service against the Jira
+// simulator, so what is tested is what ships.
+package app
+
+import (
+	"context"
+	"fmt"
+	"html/template"
+	"io"
+	"log/slog"
+	"net/http"
+	"path/filepath"
+	"time"
+
+	jiraconnect "github.com/sei-io/jira-connect"
+	"github.com/sei-io/jira-connect/internal/apperr"
+	"github.com/sei-io/jira-connect/internal/atlassianjwt"
+	"github.com/sei-io/jira-connect/internal/config"
+	"github.com/sei-io/jira-connect/internal/descriptor"
+	"github.com/sei-io/jira-connect/internal/httpapi"
+	"github.com/sei-io/jira-connect/internal/lifecycle"
+	"github.com/sei-io/jira-connect/internal/secrets"
+	"github.com/sei-io/jira-connect/internal/store"
+)
+
+// Leeway tolerates clock skew between Jira and us on exp.
+const jwtLeeway = 30 * time.Second
+
+// App is the wired service.
+type App struct {
+	Config    *config.Config
+	Log       *slog.Logger
+	DB        *store.DB
+	Handler   http.Handler
+	Metrics   *httpapi.Metrics
+	Directory *lifecycle.Directory
+}
+
+// Options injects what tests replace.
+type Options struct {
+	Now        func() time.Time // default time.Now
+	HTTPClient *http.Client     // for install-key fetches; default 5s timeout
+}
+
+// NewLogger builds the slog logger the configuration asks for.
+func NewLogger(cfg *config.Config, w io.Writer) *slog.Logger {
+	var level slog.Level
+	_ = level.UnmarshalText([]byte(cfg.LogLevel))
+	opts := &slog.HandlerOptions{Level: level}
+	if cfg.LogFormat == "text" {
+		return slog.New(slog.NewTextHandler(w, opts))
+	}
+	return slog.New(slog.NewJSONHandler(w, opts))
+}
+
+// OpenStore opens and migrates the database. Migrating at start-up is safe
+// with several replicas: the migrator holds a database lock.
+func OpenStore(ctx context.Context, cfg *config.Config, log *slog.Logger) (*store.DB, error) {
+	db, err := store.Open(ctx, cfg.DatabaseURL, store.Options{Logger: log})
+	if err != nil {
+		return nil, fmt.Errorf("open database %s: %w", cfg.RedactedDatabaseURL(), err)
+	}
+	if err := db.Migrate(ctx); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("migrate: %w", err)
+	}
+	return db, nil
+}
+
+// KeyRing returns ENCRYPTION_KEYS, or in development a key generated into
+// the data directory, announced loudly because losing that file loses every
+// stored secret.
+func KeyRing(cfg *config.Config, log *slog.Logger) (*secrets.KeyRing, error) {
+	spec := cfg.EncryptionKeys
+	if spec == "" {
+		var created bool
+		var err error
+		spec, created, err = secrets.LoadOrCreateDevKey(cfg.DataDir)
+		if err != nil {
+			return nil, fmt.Errorf("development encryption key: %w", err)
+		}
+		log.Warn("ENCRYPTION_KEYS is not set: using a development key from the data directory; set ENCRYPTION_KEYS in production",
+			"file", filepath.Join(cfg.DataDir, "encryption.key"), "created", created)
+	}
+	kr, err := secrets.ParseKeyRing(spec)
+	if err != nil {
+		return nil, fmt.Errorf("ENCRYPTION_KEYS: %w", err)
+	}
+	return kr, nil
+}
+
+// New wires the service on an open, migrated database.
+func New(cfg *config.Config, log *slog.Logger, db *store.DB, kr *secrets.KeyRing, opts Options) (*App, error) {
+	now := opts.Now
+	if now == nil {
+		now = time.Now
+	}
+	client := opts.HTTPClient
+	if client == nil {
+		client = &http.Client{Timeout: 5 * time.Second}
+	}
+	desc, err := descriptor.Render(jiraconnect.Descriptor, descriptor.Params{BaseURL: cfg.BaseURL.String(), Key: cfg.AppKey, Name: cfg.AppName})
+	if err != nil {
+		return nil, err
+	}
+	pages, err := template.ParseFS(jiraconnect.Templates, "templates/*.html")
+	if err != nil {
+		return nil, err
+	}
+	dir := lifecycle.NewDirectory(db, kr, cfg.CacheTTL, now)
+	lc := &lifecycle.Service{Store: db, Sealer: kr, Directory: dir, AppKey: cfg.AppKey, JiraHosts: cfg.JiraHosts,
+		Retention: cfg.UninstallRetention, Now: now, Log: log}
+	metrics := httpapi.NewMetrics()
+	h := httpapi.New(httpapi.Deps{
+		Config:     cfg,
+		Descriptor: desc,
+		Lifecycle:  lc,
+		Directory:  dir,
+		JWT:        &atlassianjwt.Verifier{BasePath: cfg.BasePath, Secrets: dir, Now: now, Leeway: jwtLeeway},
+		Install: &atlassianjwt.InstallVerifier{Keys: atlassianjwt.NewInstallKeys(cfg.InstallKeysURL, client),
+			Audience: cfg.BaseURL.String(), BasePath: cfg.BasePath, Now: now, Leeway: jwtLeeway},
+		Pages:   pages,
+		Ready:   func(ctx context.Context) error { return Ready(ctx, db) },
+		Metrics: metrics,
+		Log:     log,
+	})
+	return &App{Config: cfg, Log: log, DB: db, Handler: h, Metrics: metrics, Directory: dir}, nil
+}
+
+// Ready reports whether the database answers and its schema is current.
+func Ready(ctx context.Context, db *store.DB) error {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	if err := db.Ping(ctx); err != nil {
+		return apperr.Wrap(err, apperr.Unavailable, "database unreachable")
+	}
+	cur, latest, err := db.SchemaStatus(ctx)
+	if err != nil {
+		return apperr.Wrap(err, apperr.Unavailable, "schema status unknown")
+	}
+	if cur != latest {
+		return apperr.New(apperr.Unavailable, "schema version %d, want %d", cur, latest)
+	}
+	return nil
+}
