@@ -5,10 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
-	"time"
 
 	"github.com/sei-io/jira-connect/internal/app"
 	"github.com/sei-io/jira-connect/internal/config"
@@ -43,15 +41,7 @@ func serve(ctx context.Context, getenv func(string) string, logw io.Writer, list
 	if err != nil {
 		return err
 	}
-	srv := &http.Server{
-		Handler:           a.Handler,
-		ReadHeaderTimeout: 10 * time.Second,
-		ReadTimeout:       30 * time.Second,
-		WriteTimeout:      60 * time.Second,
-		IdleTimeout:       120 * time.Second,
-		MaxHeaderBytes:    64 << 10,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
-	}
+	srv := app.NewServer(a.Handler, log)
 	log.Info("listening", "addr", ln.Addr().String(), "base_url", cfg.BaseURL.String(), "database", cfg.RedactedDatabaseURL(), "env", cfg.Env)
 	if listening != nil {
 		listening <- ln.Addr().String()

@@ -129,6 +129,21 @@ func New(cfg *config.Config, log *slog.Logger, db *store.DB, kr *secrets.KeyRing
 	return &App{Config: cfg, Log: log, DB: db, Handler: h, Metrics: metrics, Directory: dir}, nil
 }
 
+// NewServer returns the HTTP server with the service's limits: header and
+// body timeouts against slow clients, and a 64 KiB header cap (a 1 MiB
+// token in a header or query string is refused before any handler runs).
+func NewServer(h http.Handler, log *slog.Logger) *http.Server {
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      60 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+}
+
 // Ready reports whether the database answers and its schema is current.
 func Ready(ctx context.Context, db *store.DB) error {
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)

@@ -92,7 +92,7 @@ func start(t *testing.T, db *store.DB, basePath string, env map[string]string) *
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv.Config.Handler = a.Handler
+	srv.Config = NewServer(a.Handler, log)
 	srv.Start()
 	t.Cleanup(srv.Close)
 	jira, err := atl.LoadApp(context.Background(), base+"/atlassian-connect.json")

@@ -15,15 +15,16 @@ import (
 type Code string
 
 const (
-	Invalid      Code = "invalid"      // 400: the request is malformed or fails validation
-	Unauthorized Code = "unauthorized" // 401: missing or bad credentials (JWT, API key)
-	Forbidden    Code = "forbidden"    // 403: authenticated but not allowed
-	NotFound     Code = "not_found"    // 404
-	Conflict     Code = "conflict"     // 409
-	TooLarge     Code = "too_large"    // 413
-	RateLimited  Code = "rate_limited" // 429
-	Unavailable  Code = "unavailable"  // 503: a dependency is down; retry later
-	Internal     Code = "internal"     // 500: a bug or an unexpected failure
+	Invalid      Code = "invalid"            // 400: the request is malformed or fails validation
+	Unauthorized Code = "unauthorized"       // 401: missing or bad credentials (JWT, API key)
+	Forbidden    Code = "forbidden"          // 403: authenticated but not allowed
+	NotFound     Code = "not_found"          // 404
+	NotAllowed   Code = "method_not_allowed" // 405
+	Conflict     Code = "conflict"           // 409
+	TooLarge     Code = "too_large"          // 413
+	RateLimited  Code = "rate_limited"       // 429
+	Unavailable  Code = "unavailable"        // 503: a dependency is down; retry later
+	Internal     Code = "internal"           // 500: a bug or an unexpected failure
 )
 
 // Error is the one error type of the service.

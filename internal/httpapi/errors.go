@@ -17,6 +17,7 @@ var statusOf = map[apperr.Code]int{
 	apperr.Unauthorized: http.StatusUnauthorized,
 	apperr.Forbidden:    http.StatusForbidden,
 	apperr.NotFound:     http.StatusNotFound,
+	apperr.NotAllowed:   http.StatusMethodNotAllowed,
 	apperr.Conflict:     http.StatusConflict,
 	apperr.TooLarge:     http.StatusRequestEntityTooLarge,
 	apperr.RateLimited:  http.StatusTooManyRequests,

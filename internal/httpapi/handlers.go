@@ -17,7 +17,7 @@ import (
 
 var (
 	notFound         = apperr.New(apperr.NotFound, "no such route")
-	methodNotAllowed = &apperr.Error{Code: apperr.Invalid, Message: "method not allowed for this route"}
+	methodNotAllowed = apperr.New(apperr.NotAllowed, "method not allowed for this route")
 )
 
 func (h *handlers) healthz(c *gin.Context) {
