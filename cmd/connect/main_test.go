@@ -1,0 +1,117 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+func (l *lockedBuffer) String() string { l.mu.Lock(); defer l.mu.Unlock(); return l.b.String() }
+
+// TestServeOnEmbeddedDefault is the newcomer's path: no configuration but a
+// data directory; the service generates a development key, creates the
+// SQLite database, answers /readyz, and stops cleanly when told to.
+func TestServeOnEmbeddedDefault(t *testing.T) {
+	dir := t.TempDir()
+	env := map[string]string{"DATA_DIR": dir, "LISTEN_ADDR": "127.0.0.1:0"}
+	ctx, cancel := context.WithCancel(context.Background())
+	logs := &lockedBuffer{}
+	listening := make(chan string, 1)
+	done := make(chan error, 1)
+	go func() { done <- serve(ctx, func(k string) string { return env[k] }, logs, listening) }()
+	var addr string
+	select {
+	case addr = <-listening:
+	case err := <-done:
+		t.Fatalf("serve: %v\n%s", err, logs)
+	case <-time.After(20 * time.Second):
+		t.Fatal("no listen")
+	}
+	resp, err := http.Get("http://" + addr + "/readyz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Errorf("/readyz = %d", resp.StatusCode)
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("serve returned %v", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("no graceful stop")
+	}
+	for _, f := range []string{"encryption.key", "connect.db"} {
+		if _, err := os.Stat(filepath.Join(dir, f)); err != nil {
+			t.Errorf("%s not created: %v", f, err)
+		}
+	}
+	if !strings.Contains(logs.String(), "ENCRYPTION_KEYS is not set") {
+		t.Errorf("no loud warning about the development key:\n%s", logs)
+	}
+	key, _ := os.ReadFile(filepath.Join(dir, "encryption.key"))
+	if k := strings.TrimSpace(string(key)); k == "" || strings.Contains(logs.String(), k) {
+		t.Errorf("development key empty or logged")
+	}
+}
+
+func TestBadConfigurationFailsClearly(t *testing.T) {
+	env := map[string]string{"APP_ENV": "production", "BASE_URL": "http://sei.example.com"}
+	err := run(context.Background(), nil, func(k string) string { return env[k] }, io.Discard, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "ENCRYPTION_KEYS") || !strings.Contains(err.Error(), "BASE_URL") {
+		t.Errorf("err = %v", err)
+	}
+}
+
+func TestTakenPortFailsAtOnce(t *testing.T) {
+	env := map[string]string{"DATA_DIR": t.TempDir(), "LISTEN_ADDR": "127.0.0.1:0"}
+	ln := make(chan string, 1)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go serve(ctx, func(k string) string { return env[k] }, io.Discard, ln)
+	addr := <-ln
+	env2 := map[string]string{"DATA_DIR": t.TempDir(), "LISTEN_ADDR": addr}
+	if err := serve(context.Background(), func(k string) string { return env2[k] }, io.Discard, nil); err == nil {
+		t.Error("second serve on a taken port succeeded")
+	}
+}
+
+func TestKeygenAndMigrate(t *testing.T) {
+	var out bytes.Buffer
+	if err := run(context.Background(), []string{"keygen"}, func(string) string { return "" }, &out, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	spec := strings.TrimSpace(out.String())
+	env := map[string]string{"DATA_DIR": t.TempDir(), "ENCRYPTION_KEYS": spec, "APP_ENV": "production", "BASE_URL": "https://sei.example.com"}
+	out.Reset()
+	if err := run(context.Background(), []string{"migrate"}, func(k string) string { return env[k] }, &out, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(out.String(), "schema at version ") {
+		t.Errorf("migrate said %q", out.String())
+	}
+	if err := run(context.Background(), []string{"bogus"}, func(string) string { return "" }, io.Discard, io.Discard); err == nil {
+		t.Error("unknown command accepted")
+	}
+}
