@@ -35,6 +35,9 @@ func serve(ctx context.Context, getenv func(string) string, logw io.Writer, list
 	if err != nil {
 		return err
 	}
+	bg, stopBackground := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopBackground() // after the HTTP server has drained (deferred LIFO, before db.Close)
+	a.Start(bg)
 
 	// Listen before serving so a taken port fails at once, not in a goroutine.
 	ln, err := net.Listen("tcp", cfg.ListenAddr)

@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net/http"
 	"path/filepath"
+	"sync"
 	"time"
 
 	jiraconnect "github.com/sei-io/jira-connect"
@@ -36,7 +37,25 @@ type App struct {
 	Handler   http.Handler
 	Metrics   *httpapi.Metrics
 	Directory *lifecycle.Directory
+
+	listening chan struct{}
+	once      sync.Once
 }
+
+// Start runs the background loops until ctx ends: today the listener that
+// drops cached installations changed by other replicas (PostgreSQL only).
+func (a *App) Start(ctx context.Context) {
+	go a.DB.ListenInstallations(ctx, a.Directory.Invalidate, func() {
+		a.Directory.InvalidateAll()
+		a.once.Do(func() { close(a.listening) })
+	})
+	if a.DB.Dialect() != store.DialectPostgres {
+		a.once.Do(func() { close(a.listening) })
+	}
+}
+
+// Listening is closed once cross-replica invalidation is in effect.
+func (a *App) Listening() <-chan struct{} { return a.listening }
 
 // Options injects what tests replace.
 type Options struct {
@@ -126,7 +145,7 @@ func New(cfg *config.Config, log *slog.Logger, db *store.DB, kr *secrets.KeyRing
 		Metrics: metrics,
 		Log:     log,
 	})
-	return &App{Config: cfg, Log: log, DB: db, Handler: h, Metrics: metrics, Directory: dir}, nil
+	return &App{Config: cfg, Log: log, DB: db, Handler: h, Metrics: metrics, Directory: dir, listening: make(chan struct{})}, nil
 }
 
 // NewServer returns the HTTP server with the service's limits: header and

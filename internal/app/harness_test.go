@@ -84,7 +84,7 @@ func start(t *testing.T, db *store.DB, basePath string, env map[string]string) *
 	}
 	logs := &syncBuffer{}
 	log := NewLogger(cfg, logs)
-	kr, err := secrets.ParseKeyRing(spec)
+	kr, err := secrets.ParseKeyRing(vars["ENCRYPTION_KEYS"])
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -95,6 +95,14 @@ func start(t *testing.T, db *store.DB, basePath string, env map[string]string) *
 	srv.Config = NewServer(a.Handler, log)
 	srv.Start()
 	t.Cleanup(srv.Close)
+	bg, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	a.Start(bg)
+	select {
+	case <-a.Listening():
+	case <-time.After(10 * time.Second):
+		t.Fatal("installation listener did not start")
+	}
 	jira, err := atl.LoadApp(context.Background(), base+"/atlassian-connect.json")
 	if err != nil {
 		t.Fatal(err)

@@ -139,6 +139,14 @@ func (d *Directory) Invalidate(clientKey string) {
 	d.mu.Unlock()
 }
 
+// InvalidateAll drops every entry; used when change notifications may have
+// been missed.
+func (d *Directory) InvalidateAll() {
+	d.mu.Lock()
+	clear(d.entries)
+	d.mu.Unlock()
+}
+
 // Get reads the stored installation (not cached): for pages that show it.
 func (d *Directory) Get(ctx context.Context, clientKey string) (*store.Installation, error) {
 	return d.store.GetInstallation(ctx, clientKey)

@@ -101,7 +101,11 @@ func (d *DB) UpsertInstallation(ctx context.Context, inst *Installation) error {
 		Columns:   []clause.Column{{Name: "client_key"}},
 		DoUpdates: clause.AssignmentColumns(installationUpdateColumns),
 	}).Create(inst).Error
-	return mapError(err, "installation")
+	if err != nil {
+		return mapError(err, "installation")
+	}
+	d.notifyInstallation(ctx, inst.ClientKey)
+	return nil
 }
 
 // GetInstallation returns the installation, in any state, or NotFound.
@@ -162,5 +166,6 @@ func (d *DB) updateInstallation(ctx context.Context, clientKey string, skipUnins
 	if res.RowsAffected == 0 {
 		return apperr.New(apperr.NotFound, "installation not found")
 	}
+	d.notifyInstallation(ctx, clientKey)
 	return nil
 }

@@ -57,6 +57,7 @@ type DB struct {
 	now     func() time.Time
 	log     *slog.Logger
 	mig     *migrator // shared with transaction handles
+	dsn     string    // PostgreSQL only: for the LISTEN connection
 }
 
 // Open connects to databaseURL without migrating it (call Migrate).
@@ -141,6 +142,9 @@ func Open(ctx context.Context, databaseURL string, opts Options) (*DB, error) {
 		sqlDB.SetConnMaxLifetime(time.Hour)
 	}
 	db := &DB{Gorm: gdb, sqlDB: sqlDB, dialect: target.dialect, now: normNow, log: log, mig: &migrator{}}
+	if target.dialect == DialectPostgres {
+		db.dsn = target.dsn
+	}
 	if err := db.Ping(ctx); err != nil {
 		_ = sqlDB.Close()
 		return nil, err
