@@ -11,6 +11,11 @@ import "embed"
 //go:embed atlassian-connect.json
 var Descriptor []byte
 
+// OpenAPI is the OpenAPI document of the HTTP surface (YAML; served as JSON).
+//
+//go:embed openapi.yaml
+var OpenAPI []byte
+
 // Templates holds templates/*.html.
 //
 //go:embed templates

@@ -28,6 +28,9 @@ commands:
   serve     run the HTTP service (default)
   migrate   apply database migrations and exit
   keygen    print a new ENCRYPTION_KEYS entry
+  tenants create --name NAME     create a tenant; prints {"tenant_id", "api_key"} (the key is shown once)
+  apikeys create --tenant ID     add an API key to a tenant; prints {"tenant_id", "api_key", "prefix"}
+  apikeys revoke --key PREFIX    revoke an API key by its id or visible prefix
 `
 
 // run is main without the process: tests call it with their own
@@ -42,6 +45,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return serve(ctx, getenv, stderr, nil)
 	case "migrate":
 		return migrate(ctx, getenv, stdout, stderr)
+	case "tenants", "apikeys":
+		return admin(ctx, cmd, args, getenv, stdout, stderr)
 	case "keygen":
 		return keygen(stdout)
 	case "help", "-h", "--help":

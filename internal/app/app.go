@@ -5,6 +5,7 @@
 package app
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"html/template"
@@ -15,15 +16,28 @@ import (
 	"sync"
 	"time"
 
+	"github.com/goccy/go-yaml"
+
 	jiraconnect "github.com/sei-io/jira-connect"
 	"github.com/sei-io/jira-connect/internal/apperr"
 	"github.com/sei-io/jira-connect/internal/atlassianjwt"
 	"github.com/sei-io/jira-connect/internal/config"
 	"github.com/sei-io/jira-connect/internal/descriptor"
 	"github.com/sei-io/jira-connect/internal/httpapi"
+	"github.com/sei-io/jira-connect/internal/integrations"
+	"github.com/sei-io/jira-connect/internal/keys"
 	"github.com/sei-io/jira-connect/internal/lifecycle"
+	"github.com/sei-io/jira-connect/internal/ratelimit"
 	"github.com/sei-io/jira-connect/internal/secrets"
 	"github.com/sei-io/jira-connect/internal/store"
+)
+
+// Connect key redemption: 10 attempts at once per tenant and per client
+// address, then one every 6 seconds. A person mistyping a key never meets
+// it; guessing 140-bit keys at 10 a minute is hopeless.
+const (
+	redeemEvery = 6 * time.Second
+	redeemBurst = 10
 )
 
 // Leeway tolerates clock skew between Jira and us on exp.
@@ -31,12 +45,13 @@ const jwtLeeway = 30 * time.Second
 
 // App is the wired service.
 type App struct {
-	Config    *config.Config
-	Log       *slog.Logger
-	DB        *store.DB
-	Handler   http.Handler
-	Metrics   *httpapi.Metrics
-	Directory *lifecycle.Directory
+	Config       *config.Config
+	Log          *slog.Logger
+	DB           *store.DB
+	Handler      http.Handler
+	Metrics      *httpapi.Metrics
+	Directory    *lifecycle.Directory
+	Integrations *integrations.Service
 
 	listening chan struct{}
 	once      sync.Once
@@ -61,6 +76,9 @@ func (a *App) Listening() <-chan struct{} { return a.listening }
 type Options struct {
 	Now        func() time.Time // default time.Now
 	HTTPClient *http.Client     // for install-key fetches; default 5s timeout
+	// RedeemBurst overrides the Connect key attempts allowed at once per
+	// tenant and per address (tests of races raise it).
+	RedeemBurst int
 }
 
 // NewLogger builds the slog logger the configuration asks for.
@@ -128,9 +146,15 @@ func New(cfg *config.Config, log *slog.Logger, db *store.DB, kr *secrets.KeyRing
 	if err != nil {
 		return nil, err
 	}
+	openapi, err := yaml.YAMLToJSON(jiraconnect.OpenAPI)
+	if err != nil {
+		return nil, fmt.Errorf("openapi.yaml: %w", err)
+	}
 	dir := lifecycle.NewDirectory(db, kr, cfg.CacheTTL, now)
+	ints := &integrations.Service{DB: db, Now: now, Log: log,
+		Validator: &integrations.Validator{Installations: dir, AppKey: cfg.AppKey, HTTP: &http.Client{Timeout: 15 * time.Second}, Now: now}}
 	lc := &lifecycle.Service{Store: db, Sealer: kr, Directory: dir, AppKey: cfg.AppKey, JiraHosts: cfg.JiraHosts,
-		Retention: cfg.UninstallRetention, Now: now, Log: log}
+		Retention: cfg.UninstallRetention, Now: now, Log: log, Changed: ints.InstallationChanged}
 	metrics := httpapi.NewMetrics()
 	h := httpapi.New(httpapi.Deps{
 		Config:     cfg,
@@ -140,12 +164,16 @@ func New(cfg *config.Config, log *slog.Logger, db *store.DB, kr *secrets.KeyRing
 		JWT:        &atlassianjwt.Verifier{BasePath: cfg.BasePath, Secrets: dir, Now: now, Leeway: jwtLeeway},
 		Install: &atlassianjwt.InstallVerifier{Keys: atlassianjwt.NewInstallKeys(cfg.InstallKeysURL, client),
 			Audience: cfg.BaseURL.String(), BasePath: cfg.BasePath, Now: now, Leeway: jwtLeeway},
-		Pages:   pages,
-		Ready:   func(ctx context.Context) error { return Ready(ctx, db) },
-		Metrics: metrics,
-		Log:     log,
+		Pages:        pages,
+		Integrations: ints,
+		Keys:         &keys.Service{DB: db, Now: now, Log: log},
+		RedeemLimit:  ratelimit.New(redeemEvery, cmp.Or(opts.RedeemBurst, redeemBurst), now),
+		OpenAPI:      openapi,
+		Ready:        func(ctx context.Context) error { return Ready(ctx, db) },
+		Metrics:      metrics,
+		Log:          log,
 	})
-	return &App{Config: cfg, Log: log, DB: db, Handler: h, Metrics: metrics, Directory: dir, listening: make(chan struct{})}, nil
+	return &App{Config: cfg, Log: log, DB: db, Handler: h, Metrics: metrics, Directory: dir, Integrations: ints, listening: make(chan struct{})}, nil
 }
 
 // NewServer returns the HTTP server with the service's limits: header and

@@ -9,8 +9,10 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -50,6 +52,17 @@ type harness struct {
 	jira *jirasim.App
 	logs *syncBuffer
 	base string // BASE_URL
+	// skew is added to the service's clock (nanoseconds), to test expiry.
+	skew atomic.Int64
+}
+
+func (h *harness) now() time.Time { return time.Now().Add(time.Duration(h.skew.Load())) }
+
+// redeemBurstFor lets a test raise the redemption rate limit (env key
+// "_REDEEM_BURST") where it tests something else, like races.
+func redeemBurstFor(env map[string]string) int {
+	n, _ := strconv.Atoi(env["_REDEEM_BURST"])
+	return n
 }
 
 // start runs the service on db with BASE_URL = server URL + basePath.
@@ -88,7 +101,9 @@ func start(t *testing.T, db *store.DB, basePath string, env map[string]string) *
 	if err != nil {
 		t.Fatal(err)
 	}
-	a, err := New(cfg, log, db, kr, Options{HTTPClient: &http.Client{Timeout: 500 * time.Millisecond}})
+	h := &harness{t: t, db: db, atl: atl, logs: logs, base: base}
+	a, err := New(cfg, log, db, kr, Options{HTTPClient: &http.Client{Timeout: 500 * time.Millisecond}, Now: h.now,
+		RedeemBurst: redeemBurstFor(env)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -107,7 +122,7 @@ func start(t *testing.T, db *store.DB, basePath string, env map[string]string) *
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := &harness{t: t, db: db, app: a, srv: srv, atl: atl, jira: jira, logs: logs, base: base}
+	h.app, h.srv, h.jira = a, srv, jira
 	t.Cleanup(h.assertNoSecretsLogged)
 	return h
 }
@@ -223,4 +238,80 @@ func qsh(method, rawURL, base string) string {
 
 func forEachDB(t *testing.T, fn func(t *testing.T, db *store.DB)) {
 	storetest.ForEach(t, fn)
+}
+
+// newTenant creates a tenant the way `connect tenants create` does and
+// returns its id and API key.
+func (h *harness) newTenant(name string) (string, string) {
+	h.t.Helper()
+	t, key, err := h.app.Integrations.CreateTenant(context.Background(), name)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	remember(key)
+	return t.ID, key
+}
+
+// api calls /api/v1 with a bearer key and a JSON body (nil for none); it
+// returns the status and the decoded JSON answer.
+func (h *harness) api(method, path, apiKey string, body any) (int, map[string]any) {
+	h.t.Helper()
+	var b []byte
+	if body != nil {
+		if raw, ok := body.(string); ok {
+			b = []byte(raw)
+		} else {
+			b, _ = json.Marshal(body)
+		}
+	}
+	auth := ""
+	if apiKey != "" {
+		auth = "Bearer " + apiKey
+	}
+	resp, err := h.do(method, h.base+"/api/v1"+path, auth, b)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	var out map[string]any
+	_ = json.Unmarshal(raw, &out)
+	if out == nil {
+		out = map[string]any{"_raw": string(raw)}
+	}
+	out["_retry_after"] = resp.Header.Get("Retry-After")
+	return resp.StatusCode, out
+}
+
+// connectKey generates a Connect key as the page does: a context token from
+// the site, POST /connect-keys.
+func (h *harness) connectKey(s *jirasim.Site) string {
+	h.t.Helper()
+	tok, err := s.ContextToken(time.Now())
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	body := h.expect(h.do(http.MethodPost, h.base+"/connect-keys", "JWT "+tok, nil))(http.StatusCreated)
+	var k struct {
+		Key       string    `json:"key"`
+		ExpiresAt time.Time `json:"expires_at"`
+	}
+	if err := json.Unmarshal([]byte(body), &k); err != nil || k.Key == "" {
+		h.t.Fatalf("connect key answer %s: %v", body, err)
+	}
+	remember(k.Key)
+	return k.Key
+}
+
+// webhookSignedWith posts an issue webhook to the service at base, signed
+// for site s but with the given shared secret (e.g. one rotated away).
+func (h *harness) webhookSignedWith(s *jirasim.Site, secret, base string) (*http.Response, error) {
+	u := base + "/webhooks/jira/issue"
+	now := time.Now()
+	tok, err := atlassianjwt.SignHS256([]byte(secret), map[string]any{"iss": s.ClientKey, "iat": now.Unix(),
+		"exp": now.Add(time.Minute).Unix(), "qsh": qsh(http.MethodPost, u, base)})
+	if err != nil {
+		return nil, err
+	}
+	return h.do(http.MethodPost, u, "JWT "+tok, []byte(`{}`))
 }

@@ -66,10 +66,10 @@ func TestLifecycle(t *testing.T) {
 				}
 
 				// A reinstall rotates the secret: the old one stops at once.
-				old := *s
+				oldSecret := s.SharedSecret
 				h.expect(s.Reinstall(ctx))(http.StatusNoContent)
 				remember(s.SharedSecret)
-				h.expect(old.Webhook(ctx, "jira:issue_created", map[string]any{}))(http.StatusUnauthorized)
+				h.expect(h.webhookSignedWith(s, oldSecret, h.base))(http.StatusUnauthorized)
 				h.expect(s.Webhook(ctx, "jira:issue_created", map[string]any{}))(http.StatusNoContent)
 
 				h.expect(s.Uninstall(ctx))(http.StatusNoContent)

@@ -45,7 +45,7 @@ func TestReplicasShareInstallations(t *testing.T) {
 		t.Fatalf("replica B refused the installed site: %d", got)
 	}
 
-	old := *s
+	oldSecret := s.SharedSecret
 	a.expect(s.Reinstall(ctx))(http.StatusNoContent)
 	remember(s.SharedSecret)
 	// The new secret works on B at once (a signature mismatch re-reads).
@@ -55,8 +55,7 @@ func TestReplicasShareInstallations(t *testing.T) {
 	// The old secret stops on B once the notification lands: milliseconds.
 	deadline := time.Now().Add(2 * time.Second)
 	for {
-		tok, _ := old.Token(http.MethodPost, hookB, time.Now())
-		resp, err := b.do(http.MethodPost, hookB, "JWT "+tok, []byte(`{}`))
+		resp, err := b.webhookSignedWith(s, oldSecret, b.base)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -45,6 +45,9 @@ type Config struct {
 	UninstallRetention time.Duration
 	CacheTTL           time.Duration
 	ShutdownTimeout    time.Duration
+	// TrustedProxies are the addresses (IPs or CIDRs) whose
+	// X-Forwarded-For is believed when deciding a client's address.
+	TrustedProxies []string
 }
 
 // Var documents one environment variable; the README's table is generated
@@ -71,6 +74,7 @@ var Vars = []Var{
 	{"UNINSTALL_RETENTION", "720h", "How long ingested data of an uninstalled site is kept (a reinstall within it keeps the data). 0 purges at once.", false},
 	{"INSTALLATION_CACHE_TTL", "30s", "How long a replica trusts its in-memory copy of an installation before re-reading it.", false},
 	{"SHUTDOWN_TIMEOUT", "15s", "Grace period for in-flight requests on SIGTERM.", false},
+	{"TRUSTED_PROXIES", "", "Comma-separated IPs or CIDRs of the load balancers whose X-Forwarded-For is believed (for per-address rate limits). Empty: the connection's address is the client's.", false},
 }
 
 // Load reads the configuration through getenv (os.Getenv in production,
@@ -147,6 +151,15 @@ func Load(getenv func(string) string) (*Config, error) {
 	}
 	if u, err := url.Parse(c.InstallKeysURL); err != nil || (u.Scheme != "https" && !(u.Scheme == "http" && IsLoopback(u.Hostname()))) || u.Host == "" {
 		bad("CONNECT_INSTALL_KEYS_URL", "want an https URL (http only for loopback hosts)")
+	}
+	for _, p := range strings.Split(get("TRUSTED_PROXIES"), ",") {
+		if p = strings.TrimSpace(p); p == "" {
+			continue
+		}
+		if _, _, err := net.ParseCIDR(p); err != nil && net.ParseIP(p) == nil {
+			bad("TRUSTED_PROXIES", "%q is neither an IP nor a CIDR", p)
+		}
+		c.TrustedProxies = append(c.TrustedProxies, p)
 	}
 	if al, err := ParseHostAllowlist(get("JIRA_HOST_ALLOWLIST")); err != nil {
 		bad("JIRA_HOST_ALLOWLIST", "%v", err)

@@ -164,28 +164,6 @@ func (h *handlers) webhook(c *gin.Context) {
 	c.Status(http.StatusNoContent)
 }
 
-// configurePage renders the page Jira shows in an iframe after install and
-// under "Configure". Framing is allowed only by the Jira hosts we accept.
-func (h *handlers) configurePage(c *gin.Context) {
-	in, err := h.Directory.Get(c.Request.Context(), claimsOf(c).Issuer)
-	if err != nil {
-		writeError(c, h.Log, err)
-		return
-	}
-	c.Header("Cache-Control", "no-store")
-	c.Header("Content-Security-Policy", "frame-ancestors "+frameAncestors(h.Config.JiraHosts))
-	c.Status(http.StatusOK)
-	c.Header("Content-Type", "text/html; charset=utf-8")
-	err = h.Pages.ExecuteTemplate(c.Writer, "configure.html", map[string]any{
-		"AppName": h.Config.AppName,
-		"BaseURL": in.BaseURL,
-		"State":   in.State,
-	})
-	if err != nil {
-		h.Log.ErrorContext(c.Request.Context(), "render page", "error", err.Error())
-	}
-}
-
 func frameAncestors(hosts []string) string {
 	parts := []string{"'self'"}
 	for _, p := range hosts {

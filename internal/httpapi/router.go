@@ -17,7 +17,10 @@ import (
 	"github.com/sei-io/jira-connect/internal/atlassianjwt"
 	"github.com/sei-io/jira-connect/internal/config"
 	"github.com/sei-io/jira-connect/internal/descriptor"
+	"github.com/sei-io/jira-connect/internal/integrations"
+	"github.com/sei-io/jira-connect/internal/keys"
 	"github.com/sei-io/jira-connect/internal/lifecycle"
+	"github.com/sei-io/jira-connect/internal/ratelimit"
 )
 
 // Deps are the collaborators the router wires into handlers.
@@ -29,9 +32,14 @@ type Deps struct {
 	JWT        *atlassianjwt.Verifier        // HS256 calls from Jira
 	Install    *atlassianjwt.InstallVerifier // RS256 signed install/uninstall
 	Pages      *template.Template
-	Ready      func(ctx context.Context) error
-	Metrics    *Metrics
-	Log        *slog.Logger
+	// The SEI side: tenants, integrations and Connect keys.
+	Integrations *integrations.Service
+	Keys         *keys.Service
+	RedeemLimit  *ratelimit.Limiter
+	OpenAPI      []byte // the OpenAPI document, as JSON
+	Ready        func(ctx context.Context) error
+	Metrics      *Metrics
+	Log          *slog.Logger
 }
 
 // Body limits: lifecycle payloads are a few hundred bytes; webhook bodies
@@ -51,6 +59,10 @@ func New(d Deps) http.Handler {
 	r := gin.New()
 	r.HandleMethodNotAllowed = true
 	r.ContextWithFallback = true
+	// Only the configured load balancers may speak for a client's address.
+	if err := r.SetTrustedProxies(d.Config.TrustedProxies); err != nil {
+		panic(err) // validated by config.Load
+	}
 	h := &handlers{d}
 	r.Use(observe(d.Metrics, d.Log), recovery(d.Log), securityHeaders(d.Config.BaseURL.Scheme == "https"))
 	r.NoRoute(func(c *gin.Context) { writeError(c, d.Log, notFound) })
@@ -72,10 +84,24 @@ func New(d Deps) http.Handler {
 	for _, path := range uniq(d.Descriptor.Webhooks) {
 		wh.POST(path, h.webhook)
 	}
-	pg := g.Group("", h.requireJWT(false))
+	pg := g.Group("", h.requirePageJWT)
 	for _, path := range uniq(d.Descriptor.Pages) {
 		pg.GET(path, h.configurePage)
 	}
+	// AJAX from the page, with a context token from AP.context.getToken().
+	g.POST("/connect-keys", noStore, limitBody(lifecycleBodyLimit), h.requireJWT(true), h.createConnectKey)
+
+	g.GET("/api/v1/openapi.json", h.openAPI)
+	api := g.Group("/api/v1", noStore, limitBody(apiBodyLimit), h.requireAPIKey)
+	api.GET("/integrations", h.listIntegrations)
+	api.POST("/integrations", h.createIntegration)
+	api.GET("/integrations/:id", h.getIntegration)
+	api.PATCH("/integrations/:id", h.updateIntegration)
+	api.DELETE("/integrations/:id", h.deleteIntegration)
+	api.POST("/integrations/:id/connect-key", h.redeemConnectKey)
+	api.DELETE("/integrations/:id/connect-key", h.unlinkConnectKey)
+	api.POST("/integrations/:id/validate", h.validateIntegration)
+	api.GET("/integrations/:id/monitoring", h.monitoring)
 	return r
 }
 

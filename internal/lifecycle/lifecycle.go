@@ -67,6 +67,17 @@ type Service struct {
 	Retention time.Duration
 	Now       func() time.Time
 	Log       *slog.Logger
+	// Changed, when set, hears every applied event (installed, uninstalled,
+	// enabled, disabled) so the integration linked to the installation can
+	// follow. Its error fails the callback, and Jira retries it.
+	Changed func(ctx context.Context, clientKey, event string) error
+}
+
+func (s *Service) changed(ctx context.Context, clientKey, event string) error {
+	if s.Changed == nil {
+		return nil
+	}
+	return s.Changed(ctx, clientKey, event)
 }
 
 // Limits on what we accept from Jira; real values are far shorter.
@@ -155,7 +166,7 @@ func (s *Service) Installed(ctx context.Context, p *Payload) error {
 		return err
 	}
 	s.Log.InfoContext(ctx, "installation installed", "client_key", p.ClientKey, "base_url", in.BaseURL)
-	return nil
+	return s.changed(ctx, p.ClientKey, "installed")
 }
 
 // Uninstalled erases the shared secret and marks the installation
@@ -169,16 +180,23 @@ func (s *Service) Uninstalled(ctx context.Context, clientKey string) error {
 	if apperr.CodeOf(err) == apperr.NotFound {
 		return nil // nothing to erase: uninstall is idempotent
 	}
-	if err == nil {
-		s.Log.InfoContext(ctx, "installation uninstalled", "client_key", clientKey, "purge_after", purge)
+	if err != nil {
+		return err
 	}
-	return err
+	s.Log.InfoContext(ctx, "installation uninstalled", "client_key", clientKey, "purge_after", purge)
+	return s.changed(ctx, clientKey, "uninstalled")
 }
 
 // SetEnabled applies a verified enabled or disabled callback.
 func (s *Service) SetEnabled(ctx context.Context, clientKey string, enabled bool) error {
 	defer s.Directory.Invalidate(clientKey)
-	return s.Store.SetInstallationEnabled(ctx, clientKey, enabled)
+	if err := s.Store.SetInstallationEnabled(ctx, clientKey, enabled); err != nil {
+		return err
+	}
+	if enabled {
+		return s.changed(ctx, clientKey, "enabled")
+	}
+	return s.changed(ctx, clientKey, "disabled")
 }
 
 // IsGone reports whether clientKey names no live installation (unknown or
