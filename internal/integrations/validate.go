@@ -189,8 +189,10 @@ func explain(err error, site, check string) error {
 		return say("The Jira site %s could not be reached (%v). Check that the site exists and is up.", site, networkCause(err))
 	case jira.IsUnauthorized(err):
 		return say("Jira refused the app's signed request (401). The installation's shared secret may be out of date: reinstall the app on the site.%s", detail)
-	case jira.IsForbidden(err) && check == CheckEmails:
-		return say("Jira refused to give email addresses (403). Apps need Atlassian's approval to read emails (the ACCESS_EMAIL_ADDRESSES scope): request it for the app, then validate again.%s", detail)
+	case check == CheckEmails && (jira.IsForbidden(err) || (je != nil && je.Status == http.StatusBadRequest)):
+		// Atlassian documents 400 for an app "not approved to use this
+		// API"; sites have been seen answering 403. Both mean the same.
+		return say("Jira refused to give email addresses (%d). Apps need Atlassian's approval to read emails (the ACCESS_EMAIL_ADDRESSES scope): request it for the app, then validate again.%s", je.Status, detail)
 	case jira.IsForbidden(err) && check == CheckSearch:
 		return say("The app may not search issues (403). Give the app's user the Browse Projects permission on the projects to ingest.%s", detail)
 	case jira.IsForbidden(err):

@@ -4,8 +4,13 @@
 // connect-install-keys.atlassian.com, signs install and uninstall callbacks
 // with it, and signs enabled/disabled callbacks, webhooks and page loads with
 // each site's shared secret. Faults on the keys server (404, 500, slow, huge
-// bodies) let tests prove the app's failure paths. Later work grows each Site
-// into a Jira REST simulator.
+// bodies) let tests prove the app's failure paths.
+//
+// Each Site is also a Jira REST simulator (rest.go): it authenticates the
+// app's calls as Jira Cloud does (HS256 JWT with the site's shared secret,
+// iss = app key, qsh), serves serverInfo, myself, the enhanced JQL search
+// over an in-memory issue store and the bulk email API, optionally under a
+// context path, and misbehaves on demand with Site.SetFault.
 package jirasim
 
 import (
@@ -179,20 +184,54 @@ func (a *Atlassian) LoadApp(ctx context.Context, descriptorURL string) (*App, er
 
 // Site is one Jira Cloud site with the app installed (or about to be).
 type Site struct {
-	Atlassian    *Atlassian
-	App          *App
-	ClientKey    string
+	Atlassian *Atlassian
+	App       *App
+	ClientKey string
+	// SharedSecret is the installation's secret. Reinstall rotates it; a
+	// test that assigns it directly must not do so while the site serves.
 	SharedSecret string
-	BaseURL      string // the site's URL, e.g. http://127.0.0.1:PORT
+	BaseURL      string // the site's URL, e.g. http://127.0.0.1:PORT, or http://127.0.0.1:PORT/jira with WithContextPath
 	Server       *httptest.Server
+	// ContextPath is the path part of BaseURL: "" for a Cloud site, e.g.
+	// "/jira" for one served under a context path.
+	ContextPath string
+	// AppAccountID is the accountId of the app's own user on this site,
+	// which /myself returns for calls signed with the app's JWT.
+	AppAccountID string
+	// TimeZone is the app user's time zone in /myself; set it before the
+	// site serves its first request.
+	TimeZone string
+
+	mu   sync.Mutex // guards SharedSecret against Reinstall, and rest
+	rest restState
 }
 
-// NewSite starts a site (an HTTP server that later grows Jira's REST API)
-// with a fresh clientKey and shared secret for app.
-func (a *Atlassian) NewSite(app *App) *Site {
-	s := &Site{Atlassian: a, App: app, ClientKey: newUUID(), SharedSecret: randB64(32)}
-	s.Server = httptest.NewServer(http.NotFoundHandler())
-	s.BaseURL = s.Server.URL
+// SiteOption configures a Site made by NewSite.
+type SiteOption func(*Site)
+
+// WithContextPath serves the site under a path prefix, as a Jira behind a
+// reverse proxy at https://host/jira: BaseURL gets the path, REST calls are
+// answered only under it, and JWTs are checked relative to it.
+func WithContextPath(p string) SiteOption {
+	return func(s *Site) {
+		p = strings.TrimRight(p, "/")
+		if p != "" && !strings.HasPrefix(p, "/") {
+			p = "/" + p
+		}
+		s.ContextPath = p
+	}
+}
+
+// NewSite starts a site, a Jira REST simulator, with a fresh clientKey and
+// shared secret for app.
+func (a *Atlassian) NewSite(app *App, opts ...SiteOption) *Site {
+	s := &Site{Atlassian: a, App: app, ClientKey: newUUID(), SharedSecret: randB64(32), AppAccountID: randHex(12), TimeZone: "Etc/UTC"}
+	s.rest.init()
+	for _, o := range opts {
+		o(s)
+	}
+	s.Server = httptest.NewServer(http.HandlerFunc(s.serveHTTP))
+	s.BaseURL = s.Server.URL + s.ContextPath
 	return s
 }
 
@@ -219,17 +258,22 @@ func (s *Site) InstallPayload(event string) map[string]any {
 
 // Install posts a signed installed callback.
 func (s *Site) Install(ctx context.Context) (*http.Response, error) {
+	s.setUninstalled(false)
 	return s.signedInstallCall(ctx, "installed")
 }
 
-// Uninstall posts a signed uninstalled callback.
+// Uninstall posts a signed uninstalled callback. From then on the site
+// refuses the app's REST calls with 401, as Jira does once an app is gone.
 func (s *Site) Uninstall(ctx context.Context) (*http.Response, error) {
+	s.setUninstalled(true)
 	return s.signedInstallCall(ctx, "uninstalled")
 }
 
 // Reinstall rotates the shared secret, as Jira does, and installs again.
 func (s *Site) Reinstall(ctx context.Context) (*http.Response, error) {
+	s.mu.Lock()
 	s.SharedSecret = randB64(32)
+	s.mu.Unlock()
 	return s.Install(ctx)
 }
 

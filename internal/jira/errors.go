@@ -1,0 +1,217 @@
+package jira
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+	"unicode/utf8"
+)
+
+// ErrResponseTooLarge is the cause of an *Error whose response body exceeded
+// the client's MaxResponseBytes. The body is refused, never truncated:
+// half an issue page decoded as a whole one would silently lose issues.
+var ErrResponseTooLarge = errors.New("response body too large")
+
+// Error is every failure of a call to Jira.
+//
+// It names the call by method and API path only. Neither the query string
+// (a signed URL may carry its token there), nor headers, nor credentials are
+// ever part of it, and Jira's own messages are scrubbed of anything shaped
+// like a token before they are kept.
+type Error struct {
+	Status   int      // HTTP status; 0 when no response arrived (network, timeout, cancellation)
+	Messages []string // Jira's errorMessages, then the values of its errors map (by key)
+	Method   string
+	Path     string // the API path, e.g. /rest/api/3/myself, without the site's base path or query
+	Err      error  // the cause: a network error, a decoding error, ErrResponseTooLarge…
+	// RetryAfter is the wait Jira asked for with a Retry-After header
+	// (usually on 429 and 503); 0 when it sent none.
+	RetryAfter time.Duration
+}
+
+func (e *Error) Error() string {
+	var b strings.Builder
+	b.WriteString("jira: ")
+	b.WriteString(e.Method)
+	b.WriteByte(' ')
+	b.WriteString(e.Path)
+	if e.Status != 0 {
+		b.WriteString(": ")
+		b.WriteString(strconv.Itoa(e.Status))
+		if t := http.StatusText(e.Status); t != "" {
+			b.WriteByte(' ')
+			b.WriteString(t)
+		}
+	}
+	if len(e.Messages) > 0 {
+		b.WriteString(": ")
+		b.WriteString(strings.Join(e.Messages, "; "))
+	}
+	if e.Err != nil {
+		b.WriteString(": ")
+		b.WriteString(e.Err.Error())
+	}
+	return b.String()
+}
+
+func (e *Error) Unwrap() error { return e.Err }
+
+// StatusOf returns the HTTP status of a Jira error, 0 for any other error or
+// when no response arrived.
+func StatusOf(err error) int {
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Status
+	}
+	return 0
+}
+
+// IsUnauthorized reports a 401: the credentials were refused (wrong or
+// rotated shared secret, app uninstalled, bad API token, clock skew on exp).
+func IsUnauthorized(err error) bool { return StatusOf(err) == http.StatusUnauthorized }
+
+// IsForbidden reports a 403: authenticated, but not allowed.
+func IsForbidden(err error) bool { return StatusOf(err) == http.StatusForbidden }
+
+// IsNotFound reports a 404.
+func IsNotFound(err error) bool { return StatusOf(err) == http.StatusNotFound }
+
+// IsRateLimited reports a 429; the *Error's RetryAfter says how long to wait.
+func IsRateLimited(err error) bool { return StatusOf(err) == http.StatusTooManyRequests }
+
+// IsNetwork reports that Jira could not be reached or the exchange broke
+// off: DNS, dial, TLS, a connection reset or closed mid-response, or a
+// timeout. A cancellation by the caller's context is not a network error.
+func IsNetwork(err error) bool {
+	var e *Error
+	return errors.As(err, &e) && isNetworkErr(e.Err)
+}
+
+func isNetworkErr(err error) bool {
+	if err == nil || errors.Is(err, context.Canceled) {
+		return false
+	}
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) {
+		return true
+	}
+	var (
+		netErr    net.Error // *net.OpError, *net.DNSError, http's timeouts
+		certErr   *tls.CertificateVerificationError
+		recErr    tls.RecordHeaderError
+		alertErr  tls.AlertError
+		authority x509.UnknownAuthorityError
+		hostErr   x509.HostnameError
+		invalid   x509.CertificateInvalidError
+	)
+	return errors.As(err, &netErr) || errors.As(err, &certErr) || errors.As(err, &recErr) ||
+		errors.As(err, &alertErr) || errors.As(err, &authority) || errors.As(err, &hostErr) || errors.As(err, &invalid)
+}
+
+// Bounds on what is kept of an error body: enough to explain, too little to
+// flood a log.
+const (
+	maxMessages   = 20
+	maxMessageLen = 1000
+	maxErrorBody  = 64 << 10
+)
+
+// jiraMessages reads Jira's error shape, {"errorMessages": [...], "errors":
+// {"field": "message"}}, plus the {"message": "..."} some Atlassian gateways
+// answer with. Anything else (HTML, plain text) gives no messages: the
+// status says enough, and an unknown body is not worth the risk of echoing.
+func jiraMessages(body []byte) []string {
+	var v struct {
+		ErrorMessages []string                   `json:"errorMessages"`
+		Errors        map[string]json.RawMessage `json:"errors"`
+		Message       string                     `json:"message"`
+	}
+	if json.Unmarshal(body, &v) != nil {
+		return nil
+	}
+	msgs := slices.Clone(v.ErrorMessages)
+	keys := make([]string, 0, len(v.Errors))
+	for k := range v.Errors {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		var s string
+		if json.Unmarshal(v.Errors[k], &s) == nil {
+			msgs = append(msgs, s)
+		}
+	}
+	if v.Message != "" {
+		msgs = append(msgs, v.Message)
+	}
+	out := msgs[:0]
+	for _, m := range msgs {
+		if m = strings.TrimSpace(redact(m)); m != "" {
+			out = append(out, truncate(m, maxMessageLen))
+		}
+		if len(out) == maxMessages {
+			break
+		}
+	}
+	if len(out) == 0 {
+		return nil
+	}
+	return out
+}
+
+var (
+	// "JWT x", "Bearer x", "Basic x": a credential quoted with its scheme.
+	schemeCred = regexp.MustCompile(`(?i)\b(jwt|bearer|basic)\s+[A-Za-z0-9._~+/=-]{8,}`)
+	// Three base64url segments, the first a JSON object: a JWT.
+	jwtShaped = regexp.MustCompile(`eyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*`)
+	// A jwt query parameter, should a server echo a signed URL.
+	jwtParam = regexp.MustCompile(`(?i)\bjwt=[^&\s"'<>]*`)
+)
+
+// redact removes anything that looks like a credential from a message the
+// server wrote. Our own requests never carry one in the URL, but a proxy
+// or a future caller might, and a message ends up in logs.
+func redact(s string) string {
+	s = schemeCred.ReplaceAllString(s, "[redacted credential]")
+	s = jwtShaped.ReplaceAllString(s, "[redacted token]")
+	return jwtParam.ReplaceAllString(s, "jwt=[redacted]")
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n] + "…"
+}
+
+// retryAfter reads a Retry-After header: delay-seconds or an HTTP date.
+func retryAfter(h http.Header, now time.Time) time.Duration {
+	v := strings.TrimSpace(h.Get("Retry-After"))
+	if v == "" {
+		return 0
+	}
+	if secs, err := strconv.Atoi(v); err == nil {
+		if secs < 0 {
+			return 0
+		}
+		return time.Duration(secs) * time.Second
+	}
+	if t, err := http.ParseTime(v); err == nil && t.After(now) {
+		return t.Sub(now)
+	}
+	return 0
+}
