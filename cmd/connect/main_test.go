@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"io"
 	"net/http"
 	"os"
@@ -113,5 +114,46 @@ func TestKeygenAndMigrate(t *testing.T) {
 	}
 	if err := run(context.Background(), []string{"bogus"}, func(string) string { return "" }, io.Discard, io.Discard); err == nil {
 		t.Error("unknown command accepted")
+	}
+}
+
+// TestAdminCommands: tenants and API keys from the command line, as the
+// README shows them; the one-time key is printed once and works.
+func TestAdminCommands(t *testing.T) {
+	env := map[string]string{"DATA_DIR": t.TempDir()}
+	getenv := func(k string) string { return env[k] }
+	var out bytes.Buffer
+	if err := run(context.Background(), []string{"tenants", "create", "--name", "Acme"}, getenv, &out, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	var created struct{ TenantID, APIKey string }
+	if err := json.Unmarshal(out.Bytes(), &struct {
+		TenantID *string `json:"tenant_id"`
+		APIKey   *string `json:"api_key"`
+	}{&created.TenantID, &created.APIKey}); err != nil || created.TenantID == "" || !strings.HasPrefix(created.APIKey, "sei_") {
+		t.Fatalf("tenants create printed %q (%v)", out.String(), err)
+	}
+	out.Reset()
+	if err := run(context.Background(), []string{"apikeys", "create", "--tenant", created.TenantID}, getenv, &out, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	var second struct {
+		APIKey string `json:"api_key"`
+		Prefix string `json:"prefix"`
+	}
+	if err := json.Unmarshal(out.Bytes(), &second); err != nil || second.Prefix == "" || !strings.HasPrefix(second.APIKey, second.Prefix+"_") {
+		t.Fatalf("apikeys create printed %q", out.String())
+	}
+	out.Reset()
+	if err := run(context.Background(), []string{"apikeys", "revoke", "--key", second.Prefix}, getenv, &out, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	if err := run(context.Background(), []string{"apikeys", "revoke", "--key", second.Prefix}, getenv, io.Discard, io.Discard); err == nil {
+		t.Error("revoking twice succeeded")
+	}
+	for _, args := range [][]string{{"tenants", "create"}, {"apikeys", "create"}, {"apikeys", "create", "--tenant", "nope"}, {"tenants", "drop"}} {
+		if err := run(context.Background(), args, getenv, io.Discard, io.Discard); err == nil {
+			t.Errorf("%v succeeded", args)
+		}
 	}
 }
