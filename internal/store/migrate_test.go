@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -15,7 +16,17 @@ import (
 	"github.com/sei-io/jira-connect/internal/store/storetest"
 )
 
-const latestVersion = 1 // bump with every new migration pair
+const latestVersion = 2 // bump with every new migration pair
+
+// eachOnce is goose's bookkeeping after a full migration: one row per
+// version, 0 (goose's own) included.
+func eachOnce() map[int64]int {
+	m := map[int64]int{}
+	for v := int64(0); v <= latestVersion; v++ {
+		m[v] = 1
+	}
+	return m
+}
 
 func TestMigrateIdempotent(t *testing.T) {
 	ctx := context.Background()
@@ -46,7 +57,7 @@ func TestMigrateIdempotent(t *testing.T) {
 			if err != nil || cur != latestVersion || latest != latestVersion {
 				t.Fatalf("SchemaStatus after = %d, %d, %v", cur, latest, err)
 			}
-			if got := appliedRows(t, db); !cmp.Equal(got, map[int64]int{0: 1, 1: 1}) {
+			if got := appliedRows(t, db); !cmp.Equal(got, eachOnce()) {
 				t.Errorf("goose rows by version = %v, want each once", got)
 			}
 		})
@@ -116,7 +127,7 @@ func TestMigrateConcurrentReplicas(t *testing.T) {
 			if n := strings.Count(logs.String(), `msg="migration applied"`); n != latestVersion {
 				t.Errorf("%d migrations applied in total, want %d:\n%s", n, latestVersion, logs.String())
 			}
-			if got := appliedRows(t, dbs[0]); !cmp.Equal(got, map[int64]int{0: 1, 1: 1}) {
+			if got := appliedRows(t, dbs[0]); !cmp.Equal(got, eachOnce()) {
 				t.Errorf("goose rows by version = %v, want each once", got)
 			}
 			for i, db := range dbs {
@@ -233,4 +244,19 @@ func TestSchemaEquivalent(t *testing.T) {
 			t.Errorf("indexes (-want +got):\n%s", diff)
 		}
 	})
+}
+
+// TestMigrationPairs: every version exists for both dialects, with the
+// same name, so the two schemas cannot drift apart by omission.
+func TestMigrationPairs(t *testing.T) {
+	pg, _ := filepath.Glob("migrations/postgres/*.sql")
+	lite, _ := filepath.Glob("migrations/sqlite/*.sql")
+	if len(pg) != latestVersion || len(lite) != latestVersion {
+		t.Fatalf("%d postgres and %d sqlite migrations, want %d each", len(pg), len(lite), latestVersion)
+	}
+	for i := range pg {
+		if filepath.Base(pg[i]) != filepath.Base(lite[i]) {
+			t.Errorf("migration %d: %s vs %s", i+1, filepath.Base(pg[i]), filepath.Base(lite[i]))
+		}
+	}
 }
