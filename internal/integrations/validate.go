@@ -129,7 +129,8 @@ func (v *Validator) run(ctx context.Context, it *store.Integration) *Validation 
 	}
 
 	started = time.Now()
-	_, err = client.SearchJQL(ctx, jira.SearchRequest{JQL: "order by created DESC", MaxResults: 1, Fields: []string{"id"}})
+	// Jira Cloud refuses unbounded JQL on /search/jql, so bound it.
+	_, err = client.SearchJQL(ctx, jira.SearchRequest{JQL: "updated >= -36500d ORDER BY updated DESC", MaxResults: 1, Fields: []string{"id"}})
 	add(CheckSearch, started, explain(err, entry.BaseURL, CheckSearch), "The app can search issues.")
 
 	started = time.Now()

@@ -90,10 +90,11 @@ func Open(ctx context.Context, databaseURL string, opts Options) (*DB, error) {
 		TranslateError:         true,
 		SkipDefaultTransaction: true,
 		DisableAutomaticPing:   true, // we ping with ctx below
-		// pgx already caches prepared statements per connection, and gorm's
-		// cache on top of it would survive schema changes badly; SQLite has
-		// no such cache, and re-parsing is its main per-query cost.
-		PrepareStmt: target.dialect == DialectSQLite,
+		// Off on both: pgx already caches prepared statements per
+		// connection, and gorm's cache deadlocks with SQLite's single
+		// connection inside transactions (go-gorm/gorm#7350, #7465; seen
+		// here as a hang in the Connect key race test).
+		PrepareStmt: false,
 	}
 
 	var dialector gorm.Dialector
