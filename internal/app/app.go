@@ -24,7 +24,9 @@ import (
 	"github.com/sei-io/jira-connect/internal/config"
 	"github.com/sei-io/jira-connect/internal/descriptor"
 	"github.com/sei-io/jira-connect/internal/httpapi"
+	"github.com/sei-io/jira-connect/internal/ingest"
 	"github.com/sei-io/jira-connect/internal/integrations"
+	"github.com/sei-io/jira-connect/internal/jira"
 	"github.com/sei-io/jira-connect/internal/keys"
 	"github.com/sei-io/jira-connect/internal/lifecycle"
 	"github.com/sei-io/jira-connect/internal/ratelimit"
@@ -52,6 +54,8 @@ type App struct {
 	Metrics      *httpapi.Metrics
 	Directory    *lifecycle.Directory
 	Integrations *integrations.Service
+	Syncer       *ingest.Syncer
+	Webhooks     *ingest.Webhooks
 
 	listening chan struct{}
 	once      sync.Once
@@ -155,6 +159,9 @@ func New(cfg *config.Config, log *slog.Logger, db *store.DB, kr *secrets.KeyRing
 		Validator: &integrations.Validator{Installations: dir, AppKey: cfg.AppKey, HTTP: &http.Client{Timeout: 15 * time.Second}, Now: now}}
 	lc := &lifecycle.Service{Store: db, Sealer: kr, Directory: dir, AppKey: cfg.AppKey, JiraHosts: cfg.JiraHosts,
 		Retention: cfg.UninstallRetention, Now: now, Log: log, Changed: ints.InstallationChanged}
+	sources := ConnectSources(dir, cfg.AppKey, now)
+	syncer := &ingest.Syncer{DB: db, Sources: sources, Now: now, Log: log}
+	webhooks := &ingest.Webhooks{DB: db, Sources: sources, Now: now}
 	metrics := httpapi.NewMetrics()
 	h := httpapi.New(httpapi.Deps{
 		Config:     cfg,
@@ -169,11 +176,34 @@ func New(cfg *config.Config, log *slog.Logger, db *store.DB, kr *secrets.KeyRing
 		Keys:         &keys.Service{DB: db, Now: now, Log: log},
 		RedeemLimit:  ratelimit.New(redeemEvery, cmp.Or(opts.RedeemBurst, redeemBurst), now),
 		OpenAPI:      openapi,
+		Webhooks:     webhooks,
 		Ready:        func(ctx context.Context) error { return Ready(ctx, db) },
 		Metrics:      metrics,
 		Log:          log,
 	})
-	return &App{Config: cfg, Log: log, DB: db, Handler: h, Metrics: metrics, Directory: dir, Integrations: ints, listening: make(chan struct{})}, nil
+	return &App{Config: cfg, Log: log, DB: db, Handler: h, Metrics: metrics, Directory: dir, Integrations: ints, Syncer: syncer, Webhooks: webhooks, listening: make(chan struct{})}, nil
+}
+
+// ConnectSources opens Jira sources for Connect app integrations: the
+// linked installation's site, signed with its shared secret.
+func ConnectSources(dir *lifecycle.Directory, appKey string, now func() time.Time) ingest.SourceFactory {
+	return func(ctx context.Context, it *store.Integration) (ingest.Source, error) {
+		if it.ClientKey == nil {
+			return nil, apperr.New(apperr.Conflict, "no Jira site is linked to this integration").WithReason("not_linked")
+		}
+		e, err := dir.Lookup(ctx, *it.ClientKey)
+		if err != nil {
+			return nil, err
+		}
+		if e.Secret == nil {
+			return nil, apperr.New(apperr.Conflict, "the app is uninstalled from the linked site").WithReason("uninstalled")
+		}
+		c, err := jira.New(e.BaseURL, &jira.ConnectJWT{AppKey: appKey, SharedSecret: e.Secret, Now: now})
+		if err != nil {
+			return nil, err
+		}
+		return &ingest.CloudSource{Client: c}, nil
+	}
 }
 
 // NewServer returns the HTTP server with the service's limits: header and

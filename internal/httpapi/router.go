@@ -17,6 +17,7 @@ import (
 	"github.com/sei-io/jira-connect/internal/atlassianjwt"
 	"github.com/sei-io/jira-connect/internal/config"
 	"github.com/sei-io/jira-connect/internal/descriptor"
+	"github.com/sei-io/jira-connect/internal/ingest"
 	"github.com/sei-io/jira-connect/internal/integrations"
 	"github.com/sei-io/jira-connect/internal/keys"
 	"github.com/sei-io/jira-connect/internal/lifecycle"
@@ -37,6 +38,7 @@ type Deps struct {
 	Keys         *keys.Service
 	RedeemLimit  *ratelimit.Limiter
 	OpenAPI      []byte // the OpenAPI document, as JSON
+	Webhooks     *ingest.Webhooks
 	Ready        func(ctx context.Context) error
 	Metrics      *Metrics
 	Log          *slog.Logger
@@ -102,6 +104,10 @@ func New(d Deps) http.Handler {
 	api.DELETE("/integrations/:id/connect-key", h.unlinkConnectKey)
 	api.POST("/integrations/:id/validate", h.validateIntegration)
 	api.GET("/integrations/:id/monitoring", h.monitoring)
+	api.POST("/integrations/:id/sync", h.requestSync)
+	api.GET("/integrations/:id/issues", h.listIssues)
+	api.GET("/integrations/:id/issues/:key", h.getIssue)
+	api.GET("/integrations/:id/users", h.listUsers)
 	return r
 }
 

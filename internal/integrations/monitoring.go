@@ -26,12 +26,15 @@ type InstallState struct {
 	LinkedAt  *time.Time `json:"linked_at"`
 }
 
-// SyncState is filled by ingestion; empty until the first sync.
+// SyncState is the last sync; empty until the first one.
 type SyncState struct {
-	LastStartedAt  *time.Time     `json:"last_started_at"`
-	LastFinishedAt *time.Time     `json:"last_finished_at"`
-	Counts         map[string]int `json:"counts"`
-	LastError      *string        `json:"last_error"`
+	State          *string          `json:"state"` // running, succeeded, failed
+	Mode           *string          `json:"mode"`
+	LastStartedAt  *time.Time       `json:"last_started_at"`
+	LastFinishedAt *time.Time       `json:"last_finished_at"`
+	Counts         map[string]int   `json:"counts"`
+	Stored         map[string]int64 `json:"stored"`
+	LastError      *string          `json:"last_error"`
 }
 
 // Monitoring returns the tenant's integration's health.
@@ -51,6 +54,17 @@ func (s *Service) Monitoring(ctx context.Context, tenantID, id string) (*Monitor
 		if in != nil {
 			m.Installation.SiteURL, m.Installation.State = in.BaseURL, in.State
 		}
+	}
+	if run, err := s.DB.LatestRun(ctx, it.ID); err == nil {
+		m.Sync.State, m.Sync.Mode = &run.State, &run.Mode
+		m.Sync.LastStartedAt, m.Sync.LastFinishedAt, m.Sync.LastError = &run.StartedAt, run.FinishedAt, run.Error
+		m.Sync.Counts = map[string]int{"requests": run.Requests, "pages": run.Pages, "issues": run.Issues,
+			"transitions": run.Transitions, "comments": run.Comments, "users": run.Users, "deleted": run.Deleted}
+	} else if apperr.CodeOf(err) != apperr.NotFound {
+		return nil, err
+	}
+	if m.Sync.Stored, err = s.DB.CountIngested(ctx, it.ID); err != nil {
+		return nil, err
 	}
 	if it.LastValidation != nil {
 		var v Validation

@@ -28,6 +28,8 @@ type Service struct {
 	Log *slog.Logger
 	// Validator runs Validate Connection; nil until wired.
 	Validator *Validator
+	// Queue schedules syncs; nil when no background jobs run.
+	Queue SyncQueue
 }
 
 // Tenant is the public view of a tenant.

@@ -85,6 +85,13 @@ func (s *Service) Validate(ctx context.Context, tenantID, id string) (*Integrati
 	if err := s.DB.SaveIntegration(context.WithoutCancel(ctx), it); err != nil {
 		return nil, nil, err
 	}
+	// A connected integration starts ingesting at once; the sync picks
+	// full or incremental by its checkpoints.
+	if v.OK && s.Queue != nil {
+		if _, err := s.Queue.EnqueueSync(context.WithoutCancel(ctx), it.ID, "incremental"); err != nil {
+			s.Log.WarnContext(ctx, "first sync not scheduled", "integration_id", it.ID, "error", err.Error())
+		}
+	}
 	return view(it), v, nil
 }
 

@@ -258,3 +258,21 @@ func (d *DB) LatestConnectKey(ctx context.Context, clientKey string, now time.Ti
 	}
 	return &k, nil
 }
+
+// GetIntegrationByID returns an integration whatever its tenant: for
+// background work that has no tenant in hand.
+func (d *DB) GetIntegrationByID(ctx context.Context, id string) (*Integration, error) {
+	var in Integration
+	if err := d.Gorm.WithContext(ctx).Where("id = ?", id).Take(&in).Error; err != nil {
+		return nil, mapError(err, "integration")
+	}
+	return &in, nil
+}
+
+// ConnectedIntegrationIDs lists integrations that are connected, for the
+// periodic sync.
+func (d *DB) ConnectedIntegrationIDs(ctx context.Context) ([]string, error) {
+	var ids []string
+	err := d.Gorm.WithContext(ctx).Model(&Integration{}).Where("status = ?", "connected").Order("id").Pluck("id", &ids).Error
+	return ids, mapError(err, "integrations")
+}

@@ -16,7 +16,7 @@ import (
 	"github.com/sei-io/jira-connect/internal/store/storetest"
 )
 
-const latestVersion = 2 // bump with every new migration pair
+const latestVersion = 3 // bump with every new migration pair
 
 // eachOnce is goose's bookkeeping after a full migration: one row per
 // version, 0 (goose's own) included.

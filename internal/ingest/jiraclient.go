@@ -1,0 +1,185 @@
+package ingest
+
+import (
+	"context"
+	"encoding/json"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync/atomic"
+
+	"github.com/sei-io/jira-connect/internal/jira"
+)
+
+// CloudSource reads a Jira Cloud site through the REST client (signed with
+// the app JWT for the Connect app; basic auth for API tokens).
+type CloudSource struct {
+	Client   *jira.Client
+	requests atomic.Int64
+}
+
+// Batch sizes Atlassian allows: /user/bulk takes up to 100 accountIds
+// per call; /user/email/bulk is documented for batches of up to 100 too.
+const (
+	usersPerCall  = 100
+	emailsPerCall = 100
+	// changelogPage and commentPage are the largest pages those
+	// endpoints grant.
+	changelogPage = 100
+	commentPage   = 100
+)
+
+func (s *CloudSource) get(ctx context.Context, path string, q url.Values, out any) error {
+	s.requests.Add(1)
+	return s.Client.Get(ctx, path, q, out)
+}
+
+// Requests implements Source.
+func (s *CloudSource) Requests() int { return int(s.requests.Load()) }
+
+// Fields implements Source.
+func (s *CloudSource) Fields(ctx context.Context) (FieldMeta, error) {
+	var fields []SiteField
+	if err := s.get(ctx, "/rest/api/3/field", nil, &fields); err != nil {
+		return FieldMeta{}, err
+	}
+	return MetaFromFields(fields), nil
+}
+
+// Projects implements Source.
+func (s *CloudSource) Projects(ctx context.Context) ([]string, error) {
+	var keys []string
+	for start := 0; ; {
+		var page struct {
+			Values []struct {
+				Key string `json:"key"`
+			} `json:"values"`
+			IsLast bool `json:"isLast"`
+		}
+		q := url.Values{"startAt": {strconv.Itoa(start)}, "maxResults": {"100"}}
+		if err := s.get(ctx, "/rest/api/3/project/search", q, &page); err != nil {
+			return nil, err
+		}
+		for _, p := range page.Values {
+			keys = append(keys, p.Key)
+		}
+		start += len(page.Values)
+		if page.IsLast || len(page.Values) == 0 {
+			return keys, nil
+		}
+	}
+}
+
+// Search implements Source with POST /rest/api/3/search/jql: field lists
+// and JQL can outgrow a URL.
+func (s *CloudSource) Search(ctx context.Context, q Query) ([]json.RawMessage, string, error) {
+	body := map[string]any{"jql": q.JQL, "maxResults": q.MaxResults, "fields": q.Fields}
+	if q.Changelog {
+		body["expand"] = "changelog"
+	}
+	if q.PageToken != "" {
+		body["nextPageToken"] = q.PageToken
+	}
+	var page struct {
+		Issues        []json.RawMessage `json:"issues"`
+		NextPageToken string            `json:"nextPageToken"`
+		IsLast        *bool             `json:"isLast"`
+	}
+	s.requests.Add(1)
+	if err := s.Client.Post(ctx, "/rest/api/3/search/jql", nil, body, &page); err != nil {
+		return nil, "", err
+	}
+	if page.IsLast != nil && *page.IsLast {
+		page.NextPageToken = ""
+	}
+	return page.Issues, page.NextPageToken, nil
+}
+
+// Changelog implements Source.
+func (s *CloudSource) Changelog(ctx context.Context, issueID string, startAt int) ([]History, error) {
+	var out []History
+	for {
+		var page struct {
+			Values     []History `json:"values"`
+			StartAt    int       `json:"startAt"`
+			MaxResults int       `json:"maxResults"`
+			Total      int       `json:"total"`
+			IsLast     bool      `json:"isLast"`
+		}
+		q := url.Values{"startAt": {strconv.Itoa(startAt)}, "maxResults": {strconv.Itoa(changelogPage)}}
+		if err := s.get(ctx, "/rest/api/3/issue/"+url.PathEscape(issueID)+"/changelog", q, &page); err != nil {
+			return nil, err
+		}
+		out = append(out, page.Values...)
+		startAt += len(page.Values)
+		if page.IsLast || len(page.Values) == 0 || startAt >= page.Total {
+			return out, nil
+		}
+	}
+}
+
+// Comments implements Source.
+func (s *CloudSource) Comments(ctx context.Context, issueID string) ([]Comment, error) {
+	var out []Comment
+	for start := 0; ; {
+		var page struct {
+			Comments []Comment `json:"comments"`
+			Total    int       `json:"total"`
+		}
+		q := url.Values{"startAt": {strconv.Itoa(start)}, "maxResults": {strconv.Itoa(commentPage)}, "orderBy": {"created"}}
+		if err := s.get(ctx, "/rest/api/3/issue/"+url.PathEscape(issueID)+"/comment", q, &page); err != nil {
+			return nil, err
+		}
+		out = append(out, page.Comments...)
+		start += len(page.Comments)
+		if len(page.Comments) == 0 || start >= page.Total {
+			return out, nil
+		}
+	}
+}
+
+// Users implements Source with /rest/api/3/user/bulk.
+func (s *CloudSource) Users(ctx context.Context, ids []string) ([]UserRef, error) {
+	var out []UserRef
+	for _, chunk := range chunks(ids, usersPerCall) {
+		q := url.Values{"accountId": chunk, "maxResults": {strconv.Itoa(usersPerCall)}}
+		var page struct {
+			Values []UserRef `json:"values"`
+		}
+		if err := s.get(ctx, "/rest/api/3/user/bulk", q, &page); err != nil {
+			return nil, err
+		}
+		out = append(out, page.Values...)
+	}
+	return out, nil
+}
+
+// Emails implements Source with /rest/api/3/user/email/bulk, which answers
+// a list of {accountId, email}; accounts without a visible email are absent
+// or carry an empty email, and both mean "none".
+func (s *CloudSource) Emails(ctx context.Context, ids []string) (map[string]string, error) {
+	out := make(map[string]string, len(ids))
+	for _, chunk := range chunks(ids, emailsPerCall) {
+		var list []struct {
+			AccountID string `json:"accountId"`
+			Email     string `json:"email"`
+		}
+		if err := s.get(ctx, "/rest/api/3/user/email/bulk", url.Values{"accountId": chunk}, &list); err != nil {
+			return nil, err
+		}
+		for _, e := range list {
+			if e.Email = strings.TrimSpace(e.Email); e.Email != "" {
+				out[e.AccountID] = e.Email
+			}
+		}
+	}
+	return out, nil
+}
+
+func chunks(ids []string, n int) [][]string {
+	var out [][]string
+	for i := 0; i < len(ids); i += n {
+		out = append(out, ids[i:min(i+n, len(ids))])
+	}
+	return out
+}

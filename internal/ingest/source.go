@@ -1,0 +1,39 @@
+package ingest
+
+import (
+	"context"
+	"encoding/json"
+)
+
+// Source is what a sync reads from Jira. The Connect app, API tokens and
+// Data Center each provide one (see jiraclient.go); tests use the Jira
+// simulator behind the real client.
+type Source interface {
+	// Fields is the site's field list.
+	Fields(ctx context.Context) (FieldMeta, error)
+	// Projects are the keys of the projects the app can browse.
+	Projects(ctx context.Context) ([]string, error)
+	// Search runs bounded JQL and returns one page of raw issues and the
+	// token of the next page ("" on the last).
+	Search(ctx context.Context, q Query) (issues []json.RawMessage, next string, err error)
+	// Changelog returns the issue's histories from startAt on (all pages).
+	Changelog(ctx context.Context, issueID string, startAt int) ([]History, error)
+	// Comments returns all the issue's comments.
+	Comments(ctx context.Context, issueID string) ([]Comment, error)
+	// Users returns details of accounts (large batches inside).
+	Users(ctx context.Context, accountIDs []string) ([]UserRef, error)
+	// Emails returns accountId -> email for the accounts whose email Jira
+	// shows; others are absent.
+	Emails(ctx context.Context, accountIDs []string) (map[string]string, error)
+	// Requests is how many HTTP requests the source has made so far.
+	Requests() int
+}
+
+// Query is one search.
+type Query struct {
+	JQL        string
+	Fields     []string
+	Changelog  bool
+	MaxResults int
+	PageToken  string
+}

@@ -1,0 +1,534 @@
+package ingest
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/sei-io/jira-connect/internal/apperr"
+	"github.com/sei-io/jira-connect/internal/store"
+)
+
+// Modes of a sync.
+const (
+	ModeFull        = "full"
+	ModeIncremental = "incremental"
+)
+
+// Run states.
+const (
+	StateRunning   = "running"
+	StateSucceeded = "succeeded"
+	StateFailed    = "failed"
+)
+
+// SourceFactory opens a Source for an integration.
+type SourceFactory func(ctx context.Context, it *store.Integration) (Source, error)
+
+// Syncer runs syncs.
+type Syncer struct {
+	DB      *store.DB
+	Sources SourceFactory
+	Now     func() time.Time
+	Log     *slog.Logger
+
+	// Parallel is how many partitions run at once; the Jira client's own
+	// limiter still decides how many requests are in flight.
+	Parallel int
+	// PartitionSize is how many issues one partition of a full sync holds.
+	PartitionSize int
+	// Overlap re-reads this much before the incremental watermark, for
+	// clock skew between Jira's nodes and issues sharing one instant.
+	Overlap time.Duration
+	// PageSize is the maxResults asked of a search with fields (Jira
+	// grants up to 100); SweepPageSize for id-only searches (up to 5000).
+	PageSize, SweepPageSize int
+}
+
+func (s *Syncer) defaults() {
+	if s.Parallel <= 0 {
+		s.Parallel = 4
+	}
+	if s.PartitionSize <= 0 {
+		s.PartitionSize = 5000
+	}
+	if s.Overlap <= 0 {
+		s.Overlap = 5 * time.Minute
+	}
+	if s.PageSize <= 0 {
+		s.PageSize = 100
+	}
+	if s.SweepPageSize <= 0 {
+		s.SweepPageSize = 5000
+	}
+}
+
+// Checkpoint partitions.
+const (
+	cpPlan        = "full:plan"
+	cpFullPrefix  = "full:"
+	cpIncremental = "incremental"
+)
+
+// plan is a full sync cut into disjoint id ranges per project. It is saved
+// before the first page, so a resumed sync keeps the same partitions and
+// their checkpoints stay meaningful.
+type plan struct {
+	StartedAt  time.Time   `json:"started_at"`
+	Partitions []partition `json:"partitions"`
+}
+
+type partition struct {
+	Project string `json:"project"`
+	From    int64  `json:"from"` // inclusive issue ids
+	To      int64  `json:"to"`
+}
+
+func (p partition) name() string {
+	return fmt.Sprintf("%s%s:%d-%d", cpFullPrefix, p.Project, p.From, p.To)
+}
+
+// run is one sync's shared state.
+type run struct {
+	s     *Syncer
+	it    *store.Integration
+	src   Source
+	tr    *Transformer
+	rec   store.SyncRun
+	users *userSet
+	mu    sync.Mutex // guards rec counters
+}
+
+// Sync runs a sync of the integration. "full" re-reads everything (resuming
+// an interrupted full sync where it stopped); "incremental" reads what
+// changed since the last one, and falls back to full when there was none.
+func (s *Syncer) Sync(ctx context.Context, integrationID, mode string) (err error) {
+	s.defaults()
+	it, err := s.DB.GetIntegrationByID(ctx, integrationID)
+	if err != nil {
+		return err
+	}
+	loc, err := time.LoadLocation(it.Timezone)
+	if err != nil {
+		loc = time.UTC
+	}
+	cps, err := s.DB.Checkpoints(ctx, it.ID)
+	if err != nil {
+		return err
+	}
+	if _, ok := cps[cpIncremental]; !ok || cps[cpPlan] != "" {
+		mode = ModeFull // never synced, or a full sync to finish
+	}
+	r := &run{s: s, it: it, users: newUserSet(),
+		rec: store.SyncRun{ID: uuid.Must(uuid.NewV7()).String(), IntegrationID: it.ID, Mode: mode, State: StateRunning, StartedAt: s.Now().UTC()}}
+	if err := s.DB.StartRun(ctx, &r.rec); err != nil {
+		return err
+	}
+	defer func() {
+		now := s.Now().UTC()
+		r.rec.FinishedAt = &now
+		r.rec.State = StateSucceeded
+		if err != nil {
+			r.rec.State = StateFailed
+			msg := apperr.As(err).Message
+			if e := apperr.As(err); e.Code == apperr.Internal && e.Err != nil {
+				msg = e.Err.Error()
+			}
+			r.rec.Error = &msg
+		}
+		if r.src != nil {
+			r.rec.Requests = r.src.Requests()
+		}
+		if ferr := s.DB.FinishRun(context.WithoutCancel(ctx), &r.rec); ferr != nil && err == nil {
+			err = ferr
+		}
+		s.Log.InfoContext(ctx, "sync finished", "integration_id", it.ID, "mode", mode, "state", r.rec.State,
+			"issues", r.rec.Issues, "requests", r.rec.Requests, "duration", now.Sub(r.rec.StartedAt))
+	}()
+
+	if r.src, err = s.Sources(ctx, it); err != nil {
+		return err
+	}
+	meta, err := r.src.Fields(ctx)
+	if err != nil {
+		return err
+	}
+	r.tr = &Transformer{IntegrationID: it.ID, Meta: meta, Exclude: NewExclusions(it.ExcludedFields), Location: loc, Now: s.Now}
+	projects, err := r.src.Projects(ctx)
+	if err != nil {
+		return err
+	}
+	if mode == ModeFull {
+		err = r.full(ctx, projects, cps)
+	} else {
+		err = r.incremental(ctx, projects, cps[cpIncremental])
+	}
+	if err != nil {
+		return err
+	}
+	return r.writeUsers(ctx)
+}
+
+func (r *run) add(f func(rec *store.SyncRun)) {
+	r.mu.Lock()
+	f(&r.rec)
+	r.mu.Unlock()
+}
+
+// quote makes a JQL string literal.
+func quote(s string) string {
+	return `"` + strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(s) + `"`
+}
+
+// visibleIDs lists every issue id the app can see, per project, with
+// id-only searches (Jira's largest pages); sorted ascending overall.
+func (r *run) visibleIDs(ctx context.Context, projects []string) (map[string][]int64, []int64, error) {
+	byProject := map[string][]int64{}
+	var all []int64
+	for _, p := range projects {
+		q := Query{JQL: "project = " + quote(p) + " ORDER BY id ASC", Fields: []string{"id"}, MaxResults: r.s.SweepPageSize}
+		for {
+			issues, next, err := r.src.Search(ctx, q)
+			if err != nil {
+				return nil, nil, err
+			}
+			for _, raw := range issues {
+				var v struct {
+					ID string `json:"id"`
+				}
+				if json.Unmarshal(raw, &v) == nil {
+					if id, err := strconv.ParseInt(v.ID, 10, 64); err == nil {
+						byProject[p] = append(byProject[p], id)
+					}
+				}
+			}
+			if next == "" {
+				break
+			}
+			q.PageToken = next
+		}
+		slices.Sort(byProject[p])
+		all = append(all, byProject[p]...)
+	}
+	slices.Sort(all)
+	return byProject, slices.Compact(all), nil
+}
+
+func (r *run) full(ctx context.Context, projects []string, cps map[string]string) error {
+	var pl plan
+	if raw := cps[cpPlan]; raw != "" {
+		if err := json.Unmarshal([]byte(raw), &pl); err != nil {
+			return apperr.Wrap(err, apperr.Internal, "unreadable sync plan")
+		}
+	} else {
+		pl.StartedAt = r.s.Now().UTC()
+		byProject, _, err := r.visibleIDs(ctx, projects)
+		if err != nil {
+			return err
+		}
+		for _, p := range projects {
+			ids := byProject[p]
+			for i := 0; i < len(ids); i += r.s.PartitionSize {
+				end := min(i+r.s.PartitionSize, len(ids)) - 1
+				pl.Partitions = append(pl.Partitions, partition{Project: p, From: ids[i], To: ids[end]})
+			}
+		}
+		raw, _ := json.Marshal(pl)
+		if err := r.s.DB.SaveCheckpoint(ctx, &store.SyncCheckpoint{IntegrationID: r.it.ID, Partition: cpPlan, Position: string(raw)}); err != nil {
+			return err
+		}
+	}
+
+	if err := r.parallel(ctx, pl.Partitions, func(ctx context.Context, p partition) error {
+		last := p.From - 1
+		if pos, ok := cps[p.name()]; ok {
+			if v, err := strconv.ParseInt(pos, 10, 64); err == nil {
+				last = v
+			}
+		}
+		if last >= p.To {
+			return nil // done before an interruption
+		}
+		jql := fmt.Sprintf("project = %s AND id > %d AND id <= %d ORDER BY id ASC", quote(p.Project), last, p.To)
+		return r.pages(ctx, jql, func(batch []*Rows) *store.SyncCheckpoint {
+			return &store.SyncCheckpoint{IntegrationID: r.it.ID, Partition: p.name(), Position: strconv.FormatInt(batch[len(batch)-1].Issue.IssueID, 10)}
+		})
+	}); err != nil {
+		return err
+	}
+	if err := r.sweep(ctx, projects); err != nil {
+		return err
+	}
+	// The next incremental sync starts where this full one started: what
+	// changed while it ran is read again, idempotently.
+	if err := r.s.DB.SaveCheckpoint(ctx, &store.SyncCheckpoint{IntegrationID: r.it.ID, Partition: cpIncremental,
+		Position: strconv.FormatInt(pl.StartedAt.UnixMilli(), 10)}); err != nil {
+		return err
+	}
+	return r.s.DB.DeleteCheckpoints(ctx, r.it.ID, cpFullPrefix)
+}
+
+// incremental reads issues updated since the watermark (minus the overlap)
+// in updated order. JQL bounds are epoch milliseconds: Jira would read a
+// date string in the site's or the user's time zone, which is how other
+// connectors lose data.
+func (r *run) incremental(ctx context.Context, projects []string, watermark string) error {
+	w, err := strconv.ParseInt(watermark, 10, 64)
+	if err != nil {
+		return apperr.Wrap(err, apperr.Internal, "unreadable incremental watermark")
+	}
+	from := w - r.s.Overlap.Milliseconds()
+	jql := fmt.Sprintf("updated >= %d ORDER BY updated ASC, id ASC", from)
+	if err := r.pages(ctx, jql, func(batch []*Rows) *store.SyncCheckpoint {
+		// The highest updated seen so far; a later run starts Overlap
+		// before it, so issues sharing this instant are read again.
+		hi := w
+		for _, row := range batch {
+			hi = max(hi, row.Issue.Updated.UnixMilli())
+		}
+		w = hi
+		return &store.SyncCheckpoint{IntegrationID: r.it.ID, Partition: cpIncremental, Position: strconv.FormatInt(hi, 10)}
+	}); err != nil {
+		return err
+	}
+	return r.sweep(ctx, projects)
+}
+
+// pages pages through a search, completing truncated changelogs and
+// comments, and writes each page with the checkpoint that follows it.
+func (r *run) pages(ctx context.Context, jql string, checkpoint func([]*Rows) *store.SyncCheckpoint) error {
+	q := Query{JQL: jql, Fields: SearchFields(r.tr.Meta, r.tr.Exclude), Changelog: true, MaxResults: r.s.PageSize}
+	for {
+		raws, next, err := r.src.Search(ctx, q)
+		if err != nil {
+			return err
+		}
+		if len(raws) > 0 {
+			batch := make([]*Rows, 0, len(raws))
+			for _, raw := range raws {
+				rows, err := r.issue(ctx, raw)
+				if err != nil {
+					return err
+				}
+				batch = append(batch, rows)
+			}
+			if err := r.write(ctx, batch, checkpoint(batch)); err != nil {
+				return err
+			}
+		}
+		if next == "" {
+			return nil
+		}
+		q.PageToken = next
+	}
+}
+
+// issue transforms one raw issue, fetching what Jira did not embed.
+func (r *run) issue(ctx context.Context, raw json.RawMessage) (*Rows, error) {
+	p, err := Parse(raw)
+	if err != nil {
+		return nil, apperr.Wrap(err, apperr.Internal, "unreadable issue from Jira")
+	}
+	id := strconv.FormatInt(p.ID, 10)
+	if p.ChangelogTruncated() {
+		// /changelog/bulkfetch is not open to Connect apps: page the
+		// issue's own changelog from where the embedded one stopped.
+		rest, err := r.src.Changelog(ctx, id, len(p.Histories))
+		if err != nil {
+			return nil, err
+		}
+		p.Histories = append(p.Histories, rest...)
+	}
+	// With comments excluded the comment field is not even requested, so
+	// nothing is incomplete and no body is fetched.
+	if p.CommentsIncomplete() {
+		all, err := r.src.Comments(ctx, id)
+		if err != nil {
+			return nil, err
+		}
+		p.Comments = all
+	}
+	return r.tr.Rows(p)
+}
+
+func (r *run) write(ctx context.Context, batch []*Rows, cp *store.SyncCheckpoint) error {
+	var b store.IssueBatch
+	for _, rows := range batch {
+		b.Issues = append(b.Issues, rows.Issue)
+		b.Transitions = append(b.Transitions, rows.Transitions...)
+		b.FieldChanges = append(b.FieldChanges, rows.FieldChanges...)
+		b.Comments = append(b.Comments, rows.Comments...)
+		r.users.add(rows.Users)
+	}
+	if _, err := r.s.DB.WriteIssues(ctx, r.it.ID, &b, cp); err != nil {
+		return err
+	}
+	r.add(func(rec *store.SyncRun) {
+		rec.Pages++
+		rec.Issues += len(b.Issues)
+		rec.Transitions += len(b.Transitions)
+		rec.Comments += len(b.Comments)
+	})
+	return nil
+}
+
+// sweep deletes stored issues the app can no longer see: deleted in Jira,
+// moved to a project out of reach, or made private.
+func (r *run) sweep(ctx context.Context, projects []string) error {
+	_, visible, err := r.visibleIDs(ctx, projects)
+	if err != nil {
+		return err
+	}
+	var gone []int64
+	after := int64(-1 << 63)
+	for {
+		stored, err := r.s.DB.IssueIDsAfter(ctx, r.it.ID, after, 5000)
+		if err != nil {
+			return err
+		}
+		for _, id := range stored {
+			if _, found := slices.BinarySearch(visible, id); !found {
+				gone = append(gone, id)
+			}
+		}
+		if len(stored) < 5000 {
+			break
+		}
+		after = stored[len(stored)-1]
+	}
+	n, err := r.s.DB.DeleteIssues(ctx, r.it.ID, gone)
+	r.add(func(rec *store.SyncRun) { rec.Deleted += n })
+	return err
+}
+
+// parallel runs fn over the partitions with at most Parallel at once; the
+// first error cancels the rest.
+func (r *run) parallel(ctx context.Context, parts []partition, fn func(context.Context, partition) error) error {
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	work := make(chan partition)
+	var wg sync.WaitGroup
+	for range min(r.s.Parallel, max(len(parts), 1)) {
+		wg.Go(func() {
+			for p := range work {
+				if err := fn(ctx, p); err != nil {
+					cancel(err)
+				}
+			}
+		})
+	}
+	for _, p := range parts {
+		select {
+		case work <- p:
+		case <-ctx.Done():
+		}
+	}
+	close(work)
+	wg.Wait()
+	if err := context.Cause(ctx); err != nil && !errors.Is(err, context.Canceled) {
+		return err
+	}
+	return ctx.Err()
+}
+
+// writeUsers stores every referenced user with details and email. Jira
+// embeds display name, activity and time zone where it references a user;
+// accounts only named by id (changelog values) are looked up in bulk.
+func (r *run) writeUsers(ctx context.Context) error {
+	ids := r.users.ids()
+	if len(ids) == 0 {
+		return nil
+	}
+	if missing := r.users.withoutDetails(); len(missing) > 0 {
+		found, err := r.src.Users(ctx, missing)
+		if err != nil {
+			return err
+		}
+		for _, u := range found {
+			r.users.add(map[string]UserRef{u.AccountID: u})
+		}
+	}
+	emails, err := r.src.Emails(ctx, ids)
+	if err != nil {
+		return err
+	}
+	rows := make([]store.JiraUser, 0, len(ids))
+	for _, id := range ids {
+		u := r.users.get(id)
+		row := store.JiraUser{IntegrationID: r.it.ID, AccountID: id, DisplayName: u.DisplayName, Active: u.Active == nil || *u.Active}
+		if e := emails[id]; e != "" {
+			row.Email = &e
+		}
+		if u.TimeZone != "" {
+			tz := u.TimeZone
+			row.TimeZone = &tz
+		}
+		if u.AccountType != "" {
+			at := u.AccountType
+			row.AccountType = &at
+		}
+		rows = append(rows, row)
+	}
+	if err := r.s.DB.UpsertUsers(ctx, rows); err != nil {
+		return err
+	}
+	r.add(func(rec *store.SyncRun) { rec.Users = len(rows) })
+	return nil
+}
+
+// userSet collects the accounts a sync references.
+type userSet struct {
+	mu sync.Mutex
+	m  map[string]UserRef
+}
+
+func newUserSet() *userSet { return &userSet{m: map[string]UserRef{}} }
+
+func (u *userSet) add(refs map[string]UserRef) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	for id, ref := range refs {
+		if old, ok := u.m[id]; !ok || old.DisplayName == "" {
+			u.m[id] = ref
+		}
+	}
+}
+
+func (u *userSet) ids() []string {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	out := make([]string, 0, len(u.m))
+	for id := range u.m {
+		out = append(out, id)
+	}
+	slices.Sort(out)
+	return out
+}
+
+func (u *userSet) withoutDetails() []string {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	var out []string
+	for id, ref := range u.m {
+		if ref.DisplayName == "" {
+			out = append(out, id)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+func (u *userSet) get(id string) UserRef {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return u.m[id]
+}

@@ -1,0 +1,163 @@
+package ingest
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/sei-io/jira-connect/internal/apperr"
+	"github.com/sei-io/jira-connect/internal/store"
+)
+
+// Notification is what the service keeps of a webhook: which issue it is
+// about. The payload itself (which may carry excluded fields) is dropped
+// on arrival; processing re-reads the issue from Jira, which makes
+// duplicates harmless and out-of-order deliveries converge on Jira's
+// current state.
+type Notification struct {
+	Event     string
+	IssueID   *int64
+	IssueKey  *string
+	Timestamp *int64
+}
+
+// ParseWebhook reads the few fields the service needs from a Jira webhook
+// body, whatever else it carries.
+func ParseWebhook(body []byte) (*Notification, error) {
+	var w struct {
+		WebhookEvent string `json:"webhookEvent"`
+		Timestamp    *int64 `json:"timestamp"`
+		Issue        *struct {
+			ID  json.Number `json:"id"`
+			Key string      `json:"key"`
+		} `json:"issue"`
+	}
+	if err := json.Unmarshal(body, &w); err != nil {
+		return nil, apperr.New(apperr.Invalid, "malformed webhook body")
+	}
+	if w.WebhookEvent == "" || len(w.WebhookEvent) > 100 {
+		return nil, apperr.New(apperr.Invalid, "webhook body has no webhookEvent")
+	}
+	n := &Notification{Event: w.WebhookEvent, Timestamp: w.Timestamp}
+	if w.Issue != nil {
+		if id, err := strconv.ParseInt(string(w.Issue.ID), 10, 64); err == nil && id > 0 {
+			n.IssueID = &id
+		}
+		if w.Issue.Key != "" && len(w.Issue.Key) < 256 {
+			k := w.Issue.Key
+			n.IssueKey = &k
+		}
+	}
+	return n, nil
+}
+
+// Webhooks records notifications and processes them.
+type Webhooks struct {
+	DB      *store.DB
+	Sources SourceFactory
+	Now     func() time.Time
+	// Enqueue schedules processing (a River job); nil processes inline
+	// later through ProcessPending.
+	Enqueue func(ctx context.Context, eventID int64) error
+}
+
+// Accept persists a verified webhook's notification and schedules its
+// processing. It does no Jira call, so Jira gets its answer in
+// milliseconds.
+func (w *Webhooks) Accept(ctx context.Context, clientKey string, body []byte) error {
+	n, err := ParseWebhook(body)
+	if err != nil {
+		return err
+	}
+	e := &store.WebhookEvent{ClientKey: clientKey, Event: n.Event, IssueID: n.IssueID, IssueKey: n.IssueKey,
+		JiraTimestamp: n.Timestamp, ReceivedAt: w.Now().UTC()}
+	if err := w.DB.InsertWebhookEvent(ctx, e); err != nil {
+		return err
+	}
+	if w.Enqueue != nil {
+		// A failure here leaves the row pending; the periodic sweep of
+		// pending events picks it up.
+		_ = w.Enqueue(ctx, e.ID)
+	}
+	return nil
+}
+
+// ProcessWebhook brings the issue a notification names up to date: read
+// it from Jira, write it if it is visible, delete it if it is not.
+func (w *Webhooks) ProcessWebhook(ctx context.Context, eventID int64) error {
+	e, err := w.DB.GetWebhookEvent(ctx, eventID)
+	if err != nil {
+		return err
+	}
+	if e.ProcessedAt != nil {
+		return nil // a duplicate job
+	}
+	perr := w.process(ctx, e)
+	if err := w.DB.FinishWebhookEvent(context.WithoutCancel(ctx), e.ID, w.Now(), perr); err != nil {
+		return err
+	}
+	return perr
+}
+
+func (w *Webhooks) process(ctx context.Context, e *store.WebhookEvent) error {
+	if e.IssueID == nil {
+		return nil // nothing issue-shaped to refresh
+	}
+	it, err := w.DB.IntegrationByClientKey(ctx, e.ClientKey)
+	if apperr.CodeOf(err) == apperr.NotFound {
+		return nil // the site is not linked to an integration
+	}
+	if err != nil {
+		return err
+	}
+	src, err := w.Sources(ctx, it)
+	if err != nil {
+		return err
+	}
+	return RefreshIssues(ctx, w.DB, src, it, []int64{*e.IssueID}, w.Now)
+}
+
+// RefreshIssues re-reads issues by id and writes what Jira returns;
+// issues Jira no longer returns are deleted.
+func RefreshIssues(ctx context.Context, db *store.DB, src Source, it *store.Integration, ids []int64, now func() time.Time) error {
+	loc, err := time.LoadLocation(it.Timezone)
+	if err != nil {
+		loc = time.UTC
+	}
+	meta, err := src.Fields(ctx)
+	if err != nil {
+		return err
+	}
+	s := &Syncer{DB: db, Sources: func(context.Context, *store.Integration) (Source, error) { return src, nil }, Now: now}
+	s.defaults()
+	r := &run{s: s, it: it, src: src, users: newUserSet(),
+		tr: &Transformer{IntegrationID: it.ID, Meta: meta, Exclude: NewExclusions(it.ExcludedFields), Location: loc, Now: now}}
+	list := ""
+	for i, id := range ids {
+		if i > 0 {
+			list += ", "
+		}
+		list += strconv.FormatInt(id, 10)
+	}
+	seen := map[int64]bool{}
+	if err := r.pages(ctx, fmt.Sprintf("id in (%s) ORDER BY id ASC", list), func(batch []*Rows) *store.SyncCheckpoint {
+		for _, b := range batch {
+			seen[b.Issue.IssueID] = true
+		}
+		return nil
+	}); err != nil {
+		return err
+	}
+	var gone []int64
+	for _, id := range ids {
+		if !seen[id] {
+			gone = append(gone, id)
+		}
+	}
+	if _, err := db.DeleteIssues(ctx, it.ID, gone); err != nil {
+		return err
+	}
+	return r.writeUsers(ctx)
+}
