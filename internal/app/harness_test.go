@@ -313,5 +313,12 @@ func (h *harness) webhookSignedWith(s *jirasim.Site, secret, base string) (*http
 	if err != nil {
 		return nil, err
 	}
-	return h.do(http.MethodPost, u, "JWT "+tok, []byte(`{}`))
+	return h.do(http.MethodPost, u, "JWT "+tok, issueEventBody)
 }
+
+// issueEvent is a minimal Jira issue webhook body.
+func issueEvent(event string) map[string]any {
+	return map[string]any{"webhookEvent": event, "timestamp": time.Now().UnixMilli(), "issue": map[string]any{"id": "10001", "key": "ACME-1"}}
+}
+
+var issueEventBody = []byte(`{"webhookEvent":"jira:issue_updated","issue":{"id":"10001","key":"ACME-1"}}`)

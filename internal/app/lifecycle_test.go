@@ -70,7 +70,7 @@ func TestLifecycle(t *testing.T) {
 				h.expect(s.Reinstall(ctx))(http.StatusNoContent)
 				remember(s.SharedSecret)
 				h.expect(h.webhookSignedWith(s, oldSecret, h.base))(http.StatusUnauthorized)
-				h.expect(s.Webhook(ctx, "jira:issue_created", map[string]any{}))(http.StatusNoContent)
+				h.expect(s.Webhook(ctx, "jira:issue_created", issueEvent("jira:issue_created")))(http.StatusNoContent)
 
 				h.expect(s.Uninstall(ctx))(http.StatusNoContent)
 				in = h.installation(s.ClientKey)
@@ -80,7 +80,7 @@ func TestLifecycle(t *testing.T) {
 				if d := in.PurgeAfter.Sub(*in.UninstalledAt); d != 720*time.Hour {
 					t.Errorf("retention = %v, want 720h", d)
 				}
-				h.expect(s.Webhook(ctx, "jira:issue_created", map[string]any{}))(http.StatusUnauthorized)
+				h.expect(s.Webhook(ctx, "jira:issue_created", issueEvent("jira:issue_created")))(http.StatusUnauthorized)
 				h.expect(s.Uninstall(ctx))(http.StatusNoContent) // idempotent
 
 				// Jira's last, unsigned disabled after the uninstall.
@@ -100,7 +100,7 @@ func TestLifecycle(t *testing.T) {
 				// A reinstall after uninstall with the same clientKey works.
 				h.expect(s.Reinstall(ctx))(http.StatusNoContent)
 				remember(s.SharedSecret)
-				h.expect(s.Webhook(ctx, "jira:issue_deleted", map[string]any{}))(http.StatusNoContent)
+				h.expect(s.Webhook(ctx, "jira:issue_deleted", issueEvent("jira:issue_deleted")))(http.StatusNoContent)
 			})
 		}
 	})
@@ -309,6 +309,6 @@ func TestForgedUninstall(t *testing.T) {
 				t.Errorf("%s: forged uninstall changed the installation: %+v", name, in)
 			}
 		}
-		h.expect(s.Webhook(ctx, "jira:issue_created", map[string]any{}))(http.StatusNoContent)
+		h.expect(s.Webhook(ctx, "jira:issue_created", issueEvent("jira:issue_created")))(http.StatusNoContent)
 	})
 }

@@ -34,7 +34,7 @@ func TestReplicasShareInstallations(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		resp, err := b.do(http.MethodPost, hookB, "JWT "+tok, []byte(`{}`))
+		resp, err := b.do(http.MethodPost, hookB, "JWT "+tok, issueEventBody)
 		if err != nil {
 			t.Fatal(err)
 		}
