@@ -6,7 +6,6 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
-	"sync/atomic"
 
 	"github.com/sei-io/jira-connect/internal/jira"
 )
@@ -14,8 +13,7 @@ import (
 // CloudSource reads a Jira Cloud site through the REST client (signed with
 // the app JWT for the Connect app; basic auth for API tokens).
 type CloudSource struct {
-	Client   *jira.Client
-	requests atomic.Int64
+	Client *jira.Client
 }
 
 // Batch sizes Atlassian allows: /user/bulk takes up to 100 accountIds
@@ -30,12 +28,12 @@ const (
 )
 
 func (s *CloudSource) get(ctx context.Context, path string, q url.Values, out any) error {
-	s.requests.Add(1)
 	return s.Client.Get(ctx, path, q, out)
 }
 
-// Requests implements Source.
-func (s *CloudSource) Requests() int { return int(s.requests.Load()) }
+// Requests implements Source: HTTP attempts, retries included, as the
+// client counted them.
+func (s *CloudSource) Requests() int { return int(s.Client.Stats().Requests) }
 
 // Fields implements Source.
 func (s *CloudSource) Fields(ctx context.Context) (FieldMeta, error) {
@@ -85,7 +83,6 @@ func (s *CloudSource) Search(ctx context.Context, q Query) ([]json.RawMessage, s
 		NextPageToken string            `json:"nextPageToken"`
 		IsLast        *bool             `json:"isLast"`
 	}
-	s.requests.Add(1)
 	if err := s.Client.Post(ctx, "/rest/api/3/search/jql", nil, body, &page); err != nil {
 		return nil, "", err
 	}

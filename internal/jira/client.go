@@ -4,10 +4,12 @@
 // it reads back, and turning every failure into one *Error that names the
 // call by method and path and never carries a credential.
 //
-// Each call is one attempt: a fresh request, signed for that attempt, sent
-// once. Retries with backoff and adaptive concurrency belong around
-// Client.attempt, which is why a request body is kept as bytes (replayable)
-// and an *Error keeps the status and Retry-After a policy needs.
+// A call is one or more attempts: each a fresh request, signed afresh (a
+// Connect JWT's exp is short), from a body kept as bytes so it can be sent
+// again. Client.call wraps Client.attempt with the RetryPolicy (429 and 503
+// waited out as Jira asks, transient faults retried with jittered backoff)
+// and passes every attempt through the site's Limiter, which adapts how
+// many requests are in flight (AIMD) to the answers.
 package jira
 
 import (
@@ -17,6 +19,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
+	"math/rand/v2"
 	"mime"
 	"net/http"
 	"net/url"
@@ -35,17 +39,20 @@ const (
 )
 
 // defaultTransport is shared by every client built without an HTTP option,
-// so one process talking to many sites keeps one connection pool.
+// so one process talking to many sites keeps one connection pool, with as
+// many idle keep-alive connections per site as a Limiter lets requests fly.
 var defaultTransport = func() *http.Transport {
 	t := http.DefaultTransport.(*http.Transport).Clone()
-	t.MaxIdleConnsPerHost = 16
+	t.MaxIdleConnsPerHost = DefaultMaxConcurrency
 	return t
 }()
 
 // Client calls one Jira site's REST API.
 //
 // The zero values of HTTP, MaxResponseBytes and UserAgent mean the defaults;
-// a nil Auth sends requests without credentials. A Client is safe for
+// a nil Auth sends requests without credentials. A Client built as a struct
+// literal makes one attempt per call, ungated and uncounted, until Retry,
+// Limiter and Counters are set; New sets all three. A Client is safe for
 // concurrent use if its Auth is.
 type Client struct {
 	BaseURL          *url.URL // the site's base URL; its path (a context path such as /jira) prefixes every API path
@@ -53,16 +60,30 @@ type Client struct {
 	HTTP             *http.Client
 	MaxResponseBytes int64
 	UserAgent        string
+
+	Retry    RetryPolicy
+	Limiter  *Limiter       // gates every request to the site; share one per site
+	Counters *Counters      // what the calls cost; read with Stats
+	Clock    Clock          // nil: the system clock
+	Rand     func() float64 // [0, 1) for backoff jitter, safe for concurrent use; nil: math/rand/v2
+	Logger   *slog.Logger   // retries and limit changes at debug level; nil: silent
 }
 
 // Option configures a Client built by New.
 type Option func(*options)
 
 type options struct {
-	http      *http.Client
-	timeout   time.Duration
-	maxBytes  int64
-	userAgent string
+	http       *http.Client
+	timeout    time.Duration
+	maxBytes   int64
+	userAgent  string
+	retry      RetryPolicy
+	limiter    *Limiter
+	limiterSet bool
+	counters   *Counters
+	clock      Clock
+	rand       func() float64
+	logger     *slog.Logger
 }
 
 // WithHTTPClient sends requests through h instead of the default client
@@ -78,6 +99,33 @@ func WithMaxResponseBytes(n int64) Option { return func(o *options) { o.maxBytes
 
 // WithUserAgent sets the User-Agent header.
 func WithUserAgent(ua string) Option { return func(o *options) { o.userAgent = ua } }
+
+// WithRetryPolicy replaces DefaultRetryPolicy; RetryPolicy{MaxAttempts: 1}
+// turns retries off.
+func WithRetryPolicy(p RetryPolicy) Option { return func(o *options) { o.retry = p } }
+
+// WithLimiter gates the client's requests with l, which should be the one
+// Limiter of the site, shared by every client that calls it. nil turns
+// gating off. Without this option New gives the client a Limiter of its own
+// with the defaults. The default transport keeps DefaultMaxConcurrency idle
+// connections per host; a Limiter allowing more wants its own transport
+// (WithHTTPClient) with MaxIdleConnsPerHost to match.
+func WithLimiter(l *Limiter) Option {
+	return func(o *options) { o.limiter, o.limiterSet = l, true }
+}
+
+// WithCounters counts the client's calls into c, which may be shared.
+func WithCounters(c *Counters) Option { return func(o *options) { o.counters = c } }
+
+// WithClock sets the clock of retries (and of the default Limiter).
+func WithClock(c Clock) Option { return func(o *options) { o.clock = c } }
+
+// WithRand sets the source of backoff jitter, returning values in [0, 1).
+func WithRand(f func() float64) Option { return func(o *options) { o.rand = f } }
+
+// WithLogger logs retries and limit changes at debug level. Lines name the
+// call by method and API path and never carry a credential or a query.
+func WithLogger(l *slog.Logger) Option { return func(o *options) { o.logger = l } }
 
 // New returns a client for the site at baseURL (e.g. https://acme.atlassian.net,
 // or https://jira.example.com/jira for a site under a context path).
@@ -99,7 +147,7 @@ func New(baseURL string, auth Authenticator, opts ...Option) (*Client, error) {
 	}
 	u.Path = strings.TrimRight(u.Path, "/")
 	u.RawPath = ""
-	o := options{timeout: DefaultTimeout, maxBytes: DefaultMaxResponseBytes, userAgent: DefaultUserAgent}
+	o := options{timeout: DefaultTimeout, maxBytes: DefaultMaxResponseBytes, userAgent: DefaultUserAgent, retry: DefaultRetryPolicy()}
 	for _, opt := range opts {
 		opt(&o)
 	}
@@ -114,7 +162,35 @@ func New(baseURL string, auth Authenticator, opts ...Option) (*Client, error) {
 		c.Timeout = o.timeout
 		h = &c
 	}
-	return &Client{BaseURL: u, Auth: auth, HTTP: h, MaxResponseBytes: o.maxBytes, UserAgent: o.userAgent}, nil
+	lim := o.limiter
+	if !o.limiterSet {
+		lim = NewLimiter(LimiterConfig{Clock: o.clock})
+	}
+	ctr := o.counters
+	if ctr == nil {
+		ctr = new(Counters)
+	}
+	return &Client{
+		BaseURL: u, Auth: auth, HTTP: h, MaxResponseBytes: o.maxBytes, UserAgent: o.userAgent,
+		Retry: o.retry, Limiter: lim, Counters: ctr, Clock: o.clock, Rand: o.rand, Logger: o.logger,
+	}, nil
+}
+
+// Stats reads the client's counters.
+func (c *Client) Stats() Stats { return c.Counters.Snapshot() }
+
+func (c *Client) clock() Clock {
+	if c.Clock == nil {
+		return SystemClock{}
+	}
+	return c.Clock
+}
+
+func (c *Client) rand() float64 {
+	if c.Rand == nil {
+		return rand.Float64()
+	}
+	return c.Rand()
 }
 
 // defaultHTTP serves Clients built as struct literals without an HTTP client.
@@ -132,13 +208,16 @@ func newHTTPClient(timeout time.Duration) *http.Client {
 }
 
 // Get calls GET path?query and decodes a JSON response into out (nil
-// discards it). path is the API path, e.g. /rest/api/3/myself.
+// discards it). path is the API path, e.g. /rest/api/3/myself. Failures are
+// retried as the client's RetryPolicy allows.
 func (c *Client) Get(ctx context.Context, path string, query url.Values, out any) error {
 	return c.call(ctx, http.MethodGet, path, query, nil, out)
 }
 
 // Post calls POST path?query with body encoded as JSON (nil for none) and
-// decodes a JSON response into out (nil discards it).
+// decodes a JSON response into out (nil discards it). Only a 429, a 503
+// with Retry-After and a connection that never opened are retried, unless
+// path is a search (a read).
 func (c *Client) Post(ctx context.Context, path string, query url.Values, body, out any) error {
 	var b []byte
 	if body != nil {
@@ -150,8 +229,8 @@ func (c *Client) Post(ctx context.Context, path string, query url.Values, body, 
 	return c.call(ctx, http.MethodPost, path, query, b, out)
 }
 
-// call is where a retry policy will go: it may run attempt again, since the
-// body is bytes and attempt signs each request afresh.
+// call makes the attempts of one call: each admitted by the Limiter, each
+// answer fed back to it, failures retried as the RetryPolicy allows.
 func (c *Client) call(ctx context.Context, method, path string, query url.Values, body []byte, out any) error {
 	if !strings.HasPrefix(path, "/") || strings.ContainsAny(path, "?#") {
 		return &Error{Method: method, Path: path, Err: errors.New("API path must start with / and have no query or fragment")}
@@ -159,14 +238,95 @@ func (c *Client) call(ctx context.Context, method, path string, query url.Values
 	if c.BaseURL == nil {
 		return &Error{Method: method, Path: path, Err: errors.New("client has no base URL")}
 	}
-	return c.attempt(ctx, method, path, query, body, out)
+	clk := c.clock()
+	start := clk.Now()
+	idem := idempotent(method, path)
+	malformedRetried := false
+	for n := 1; ; n++ {
+		p, queued, err := c.Limiter.acquire(ctx)
+		c.Counters.queued(queued)
+		if err != nil {
+			return &Error{Method: method, Path: path, Attempts: n - 1, Err: fmt.Errorf("waiting for a request slot: %w", err)}
+		}
+		h, sent, err := c.attempt(ctx, method, path, query, body, out)
+		var e *Error
+		if err != nil {
+			e = err.(*Error) // attempt returns nothing else
+			e.Attempts = n
+		}
+		if sent {
+			c.Counters.attempted(e, h)
+		}
+		c.Limiter.observe(h)
+		if from, to := c.Limiter.release(p, loadSignal(e, h)); from != to && c.Logger != nil {
+			c.Logger.LogAttrs(ctx, slog.LevelDebug, "jira: concurrency limit changed",
+				slog.String("method", method), slog.String("path", path), slog.Int("from", from), slog.Int("to", to))
+		}
+		if e == nil {
+			return nil
+		}
+		if ctx.Err() != nil {
+			return e
+		}
+		reason, ok := retryClass(e, idem)
+		if !ok || n >= c.Retry.attempts() {
+			return e
+		}
+		if reason == "malformed_body" {
+			if malformedRetried {
+				return e
+			}
+			malformedRetried = true
+		}
+		wait := e.RetryAfter
+		if wait > 0 {
+			if wait > c.Retry.maxRetryAfter() {
+				return e // too long to hold a worker: the caller reschedules
+			}
+		} else {
+			wait = c.Retry.backoff(n, c.rand())
+		}
+		if c.Retry.MaxElapsed > 0 && clk.Now().Sub(start)+wait > c.Retry.MaxElapsed {
+			return e
+		}
+		if dl, ok := ctx.Deadline(); ok && time.Until(dl) < wait {
+			return e // the caller would give up first: answer now
+		}
+		c.Counters.retried(wait)
+		if c.Logger != nil {
+			c.Logger.LogAttrs(ctx, slog.LevelDebug, "jira: retrying",
+				slog.String("method", method), slog.String("path", path), slog.Int("attempt", n),
+				slog.Int("status", e.Status), slog.String("reason", reason), slog.Duration("wait", wait),
+				slog.String("error", e.Error()))
+		}
+		if err := clk.Sleep(ctx, wait); err != nil {
+			return &Error{Method: method, Path: path, Attempts: n, Err: fmt.Errorf("waiting %s to retry: %w", wait, err)}
+		}
+	}
 }
 
-// attempt sends one request and reads its response. Every error it returns
-// is an *Error.
-func (c *Client) attempt(ctx context.Context, method, path string, query url.Values, body []byte, out any) error {
-	fail := func(status int, err error) error {
-		return &Error{Status: status, Method: method, Path: path, Err: err}
+// loadSignal is what an attempt's answer says about the site's load.
+func loadSignal(e *Error, h http.Header) signal {
+	switch {
+	case nearLimit(h):
+		return sigCongested
+	case e == nil:
+		return sigSuccess
+	case e.Status == http.StatusTooManyRequests || e.Status == http.StatusServiceUnavailable:
+		return sigCongested
+	case e.Status >= 200 && e.Status <= 299:
+		return sigSuccess // answered; the body was the trouble
+	}
+	return sigNeutral
+}
+
+// attempt sends one request and reads its response, returning the
+// response's header (nil when none came) and whether a request went out at
+// all (not when building or signing it failed). Every error it returns is
+// an *Error.
+func (c *Client) attempt(ctx context.Context, method, path string, query url.Values, body []byte, out any) (header http.Header, sent bool, _ error) {
+	fail := func(status int, err error) (http.Header, bool, error) {
+		return header, sent, &Error{Status: status, Method: method, Path: path, Err: err}
 	}
 	basePath := strings.TrimRight(c.BaseURL.Path, "/")
 	u := &url.URL{Scheme: c.BaseURL.Scheme, Host: c.BaseURL.Host, Path: basePath + path, RawQuery: query.Encode()}
@@ -201,6 +361,7 @@ func (c *Client) attempt(ctx context.Context, method, path string, query url.Val
 	if h == nil {
 		h = defaultHTTP
 	}
+	sent = true
 	resp, err := h.Do(req)
 	if err != nil {
 		// *url.Error's message holds the full URL, query and all; keep
@@ -218,16 +379,23 @@ func (c *Client) attempt(ctx context.Context, method, path string, query url.Val
 		return fail(0, err)
 	}
 	defer resp.Body.Close()
+	header = resp.Header
 
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		e := &Error{Status: resp.StatusCode, Method: method, Path: path, RetryAfter: retryAfter(resp.Header, time.Now())}
+		e := &Error{
+			Status: resp.StatusCode, Method: method, Path: path,
+			RetryAfter: serverWait(resp.StatusCode, resp.Header, c.clock().Now()),
+		}
+		if resp.StatusCode == http.StatusTooManyRequests {
+			e.RateLimitReason = rateLimitReason(resp.Header)
+		}
 		// An error body is read only as far as a message can reach; a
 		// longer one is not Jira's error shape.
 		data, err := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody+1))
 		if err == nil && len(data) <= maxErrorBody {
 			e.Messages = jiraMessages(data)
 		}
-		return e
+		return header, sent, e
 	}
 
 	limit := c.MaxResponseBytes
@@ -245,15 +413,17 @@ func (c *Client) attempt(ctx context.Context, method, path string, query url.Val
 		return fail(resp.StatusCode, fmt.Errorf("%w: more than the limit of %d bytes", ErrResponseTooLarge, limit))
 	}
 	if out == nil {
-		return nil
+		return header, sent, nil
 	}
 	if len(bytes.TrimSpace(data)) == 0 {
-		return fail(resp.StatusCode, errors.New("empty response body where JSON was expected"))
+		return fail(resp.StatusCode, errEmptyBody)
 	}
+	// Unmarshal checks the whole body is JSON before it touches out, so a
+	// truncated body leaves out as it was for the next attempt.
 	if err := json.Unmarshal(data, out); err != nil {
 		return fail(resp.StatusCode, decodeError(resp.Header.Get("Content-Type"), err))
 	}
-	return nil
+	return header, sent, nil
 }
 
 // decodeError says what was expected and what came, without quoting the

@@ -35,9 +35,11 @@ func appAuth(s *jirasim.Site) jira.ConnectJWT {
 	return jira.ConnectJWT{AppKey: s.App.Key, SharedSecret: []byte(s.SharedSecret)}
 }
 
+// newClient builds a client whose retries wait no real time (the clock reads
+// the real time, so tokens stay valid); opts may replace the clock.
 func newClient(t *testing.T, baseURL string, auth jira.Authenticator, opts ...jira.Option) *jira.Client {
 	t.Helper()
-	c, err := jira.New(baseURL, auth, opts...)
+	c, err := jira.New(baseURL, auth, append([]jira.Option{jira.WithClock(instantClock{})}, opts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -134,9 +136,10 @@ func TestSearchPaging(t *testing.T) {
 	ctx := context.Background()
 
 	// Fields requested: pages stop at the site's cap (3) although 50 were
-	// asked for, and the last page has no token.
+	// asked for, and the last page has no token. (Jira Cloud refuses
+	// unbounded JQL on this endpoint, and so does the simulator.)
 	var got []string
-	req := jira.SearchRequest{JQL: "ORDER BY created ASC", MaxResults: 50, Fields: []string{"summary", "status"}, Expand: []string{"changelog"}}
+	req := jira.SearchRequest{JQL: "project = SEI ORDER BY key ASC", MaxResults: 50, Fields: []string{"summary", "status"}, Expand: []string{"changelog"}}
 	var pages int
 	for {
 		p, err := c.SearchJQL(ctx, req)
@@ -161,7 +164,7 @@ func TestSearchPaging(t *testing.T) {
 	}
 
 	// The first issue carries the requested fields only.
-	p, err := c.SearchJQL(ctx, jira.SearchRequest{MaxResults: 1, Fields: []string{"summary"}})
+	p, err := c.SearchJQL(ctx, jira.SearchRequest{JQL: "project = SEI ORDER BY key ASC", MaxResults: 1, Fields: []string{"summary"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -177,7 +180,7 @@ func TestSearchPaging(t *testing.T) {
 	}
 
 	// Ids only (the endpoint's default): a larger cap, 5 here.
-	p, err = c.SearchJQL(ctx, jira.SearchRequest{MaxResults: 100})
+	p, err = c.SearchJQL(ctx, jira.SearchRequest{JQL: "project = SEI ORDER BY key ASC", MaxResults: 100})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -187,7 +190,7 @@ func TestSearchPaging(t *testing.T) {
 
 	// The POST form of the search, through Client.Post.
 	var post jira.SearchPage
-	err = c.Post(ctx, jira.PathSearchJQL, nil, map[string]any{"jql": "", "maxResults": 2, "fields": []string{"summary"}}, &post)
+	err = c.Post(ctx, jira.PathSearchJQL, nil, map[string]any{"jql": "project = SEI", "maxResults": 2, "fields": []string{"summary"}}, &post)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -302,13 +305,25 @@ func TestRateLimited(t *testing.T) {
 	s := newSite(t)
 	s.SetFault(jirasim.RESTFaultRateLimited)
 	s.SetRetryAfter(7 * time.Second)
-	_, err := newClient(t, s.BaseURL, appAuth(s)).Myself(context.Background())
+	clk := jira.NewFakeClock()
+	c := newClient(t, s.BaseURL, appAuth(s), jira.WithClock(clk))
+	_, err := c.Myself(context.Background())
 	var je *jira.Error
 	if !jira.IsRateLimited(err) || !errors.As(err, &je) {
 		t.Fatalf("err = %v, want 429", err)
 	}
-	if je.RetryAfter != 7*time.Second {
-		t.Errorf("RetryAfter = %v, want 7s", je.RetryAfter)
+	if je.RetryAfter != 7*time.Second || je.RateLimitReason != "jira-burst-based" || je.Attempts != jira.DefaultMaxAttempts {
+		t.Errorf("RetryAfter = %v, reason %q, attempts %d; want 7s, jira-burst-based, %d", je.RetryAfter, je.RateLimitReason, je.Attempts, jira.DefaultMaxAttempts)
+	}
+	// Every retry waited the 7 s asked for, then the attempts ran out.
+	if got, want := clk.Total(), time.Duration(jira.DefaultMaxAttempts-1)*7*time.Second; got != want {
+		t.Errorf("waited %v, want %v", got, want)
+	}
+	if got := s.Requests(jira.PathMyself); got != jira.DefaultMaxAttempts {
+		t.Errorf("site saw %d requests, want %d", got, jira.DefaultMaxAttempts)
+	}
+	if st := c.Stats(); st.Requests != int64(jira.DefaultMaxAttempts) || st.RateLimited != int64(jira.DefaultMaxAttempts) || st.Retries != int64(jira.DefaultMaxAttempts-1) || st.RetryWait != clk.Total() {
+		t.Errorf("stats = %+v", st)
 	}
 }
 
@@ -359,7 +374,7 @@ func TestResponseCap(t *testing.T) {
 	s := newSite(t)
 	addIssues(t, s, 50)
 	ctx := context.Background()
-	req := jira.SearchRequest{MaxResults: 50, Fields: []string{"*all"}}
+	req := jira.SearchRequest{JQL: "project = SEI", MaxResults: 50, Fields: []string{"*all"}}
 
 	// A streamed (chunked) body over the cap.
 	_, err := newClient(t, s.BaseURL, appAuth(s), jira.WithMaxResponseBytes(4096)).SearchJQL(ctx, req)
@@ -423,7 +438,7 @@ func TestNoSecretsInErrors(t *testing.T) {
 		}
 		errs = append(errs, err)
 	}
-	search := jira.SearchRequest{JQL: "ORDER BY key", MaxResults: 20, Fields: []string{"*all"}, NextPageToken: "bogus"}
+	search := jira.SearchRequest{JQL: "project = SEI ORDER BY key", MaxResults: 20, Fields: []string{"*all"}, NextPageToken: "bogus"}
 	_, err := newClient(t, s.BaseURL, wrong).SearchJQL(ctx, search)
 	collect(err)
 	_, err = newClient(t, s.BaseURL, right).SearchJQL(ctx, search) // 400 for the token

@@ -35,9 +35,17 @@ type Error struct {
 	Method   string
 	Path     string // the API path, e.g. /rest/api/3/myself, without the site's base path or query
 	Err      error  // the cause: a network error, a decoding error, ErrResponseTooLarge…
-	// RetryAfter is the wait Jira asked for with a Retry-After header
-	// (usually on 429 and 503); 0 when it sent none.
+	// RetryAfter is the wait Jira asked for: its Retry-After header (usually
+	// on 429 and 503), or on a 429 or 503 without one, the time until its
+	// X-RateLimit-Reset; 0 when it named none. A call that gives up on a
+	// wait longer than its policy allows returns it here for a scheduler.
 	RetryAfter time.Duration
+	// RateLimitReason is a 429's RateLimit-Reason (jira-burst-based,
+	// jira-quota-tenant-based, …): which limit was hit.
+	RateLimitReason string
+	// Attempts is how many attempts the call made; more than one when it
+	// was retried.
+	Attempts int
 }
 
 func (e *Error) Error() string {
@@ -61,6 +69,11 @@ func (e *Error) Error() string {
 	if e.Err != nil {
 		b.WriteString(": ")
 		b.WriteString(e.Err.Error())
+	}
+	if e.Attempts > 1 {
+		b.WriteString(" (after ")
+		b.WriteString(strconv.Itoa(e.Attempts))
+		b.WriteString(" attempts)")
 	}
 	return b.String()
 }
@@ -89,6 +102,19 @@ func IsNotFound(err error) bool { return StatusOf(err) == http.StatusNotFound }
 
 // IsRateLimited reports a 429; the *Error's RetryAfter says how long to wait.
 func IsRateLimited(err error) bool { return StatusOf(err) == http.StatusTooManyRequests }
+
+// IsTransient reports a failure that may pass if the call is made again
+// later: a 429, a 5xx other than 501, or a network error. A call returns one
+// when its retries ran out; a job that gets one can be rescheduled (after
+// the *Error's RetryAfter, when set).
+func IsTransient(err error) bool {
+	var e *Error
+	if !errors.As(err, &e) {
+		return false
+	}
+	s := e.Status
+	return s == http.StatusTooManyRequests || (s >= 500 && s != http.StatusNotImplemented) || isNetworkErr(e.Err)
+}
 
 // IsNetwork reports that Jira could not be reached or the exchange broke
 // off: DNS, dial, TLS, a connection reset or closed mid-response, or a
