@@ -125,9 +125,9 @@ func TestParseWebhook(t *testing.T) {
 	for body, ok := range map[string]bool{
 		`{"webhookEvent":"jira:issue_updated","issue":{"id":"10001","key":"A-1"}}`: true,
 		`{"webhookEvent":"comment_created","issue":{"id":10001}}`:                  true,
-		`{"issue":{"id":"1"}}`:     false,
-		`{"webhookEvent":`:         false,
-		`[]`:                       false,
+		`{"issue":{"id":"1"}}`: false,
+		`{"webhookEvent":`:     false,
+		`[]`:                   false,
 	} {
 		n, err := ParseWebhook([]byte(body))
 		if (err == nil) != ok {

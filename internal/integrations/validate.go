@@ -117,7 +117,10 @@ func (v *Validator) run(ctx context.Context, it *store.Integration) *Validation 
 		skip(CheckReachable, CheckSearch, CheckEmails)
 		return out
 	}
-	client, err := jira.New(entry.BaseURL, &jira.ConnectJWT{AppKey: v.AppKey, SharedSecret: entry.Secret, Now: v.Now}, jira.WithHTTPClient(v.HTTP))
+	client, err := jira.New(entry.BaseURL, &jira.ConnectJWT{AppKey: v.AppKey, SharedSecret: entry.Secret, Now: v.Now}, jira.WithHTTPClient(v.HTTP),
+		// A person is waiting: one quick retry, not an ingester's patience.
+		jira.WithRetryPolicy(jira.RetryPolicy{MaxAttempts: 2, MaxElapsed: 10 * time.Second, BaseDelay: 200 * time.Millisecond,
+			MaxDelay: time.Second, MaxRetryAfter: 5 * time.Second}))
 	if err != nil {
 		add(CheckReachable, started, say("The site URL %s is not usable: %v", entry.BaseURL, err), "")
 		skip(CheckSearch, CheckEmails)
