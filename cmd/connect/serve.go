@@ -37,7 +37,9 @@ func serve(ctx context.Context, getenv func(string) string, logw io.Writer, list
 	}
 	bg, stopBackground := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopBackground() // after the HTTP server has drained (deferred LIFO, before db.Close)
-	a.Start(bg)
+	if err := a.Start(bg); err != nil {
+		return err
+	}
 
 	// Listen before serving so a taken port fails at once, not in a goroutine.
 	ln, err := net.Listen("tcp", cfg.ListenAddr)
@@ -64,6 +66,10 @@ func serve(ctx context.Context, getenv func(string) string, logw io.Writer, list
 	}
 	if err := <-errc; !errors.Is(err, http.ErrServerClosed) {
 		return err
+	}
+	// Then the jobs, before the database closes under them.
+	if err := a.Stop(sctx); err != nil {
+		log.Warn("background jobs did not stop cleanly", "error", err.Error())
 	}
 	log.Info("stopped")
 	return nil

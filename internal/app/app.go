@@ -27,6 +27,7 @@ import (
 	"github.com/sei-io/jira-connect/internal/ingest"
 	"github.com/sei-io/jira-connect/internal/integrations"
 	"github.com/sei-io/jira-connect/internal/jira"
+	"github.com/sei-io/jira-connect/internal/jobs"
 	"github.com/sei-io/jira-connect/internal/keys"
 	"github.com/sei-io/jira-connect/internal/lifecycle"
 	"github.com/sei-io/jira-connect/internal/ratelimit"
@@ -56,14 +57,19 @@ type App struct {
 	Integrations *integrations.Service
 	Syncer       *ingest.Syncer
 	Webhooks     *ingest.Webhooks
+	Jobs         *jobs.Jobs
 
 	listening chan struct{}
 	once      sync.Once
 }
 
-// Start runs the background loops until ctx ends: today the listener that
-// drops cached installations changed by other replicas (PostgreSQL only).
-func (a *App) Start(ctx context.Context) {
+// Start runs the background work until ctx ends or Stop: the River jobs
+// (syncs, webhooks, the periodic schedule) and the listener that drops
+// cached installations changed by other replicas (PostgreSQL only).
+func (a *App) Start(ctx context.Context) error {
+	if err := a.Jobs.Start(ctx); err != nil {
+		return err
+	}
 	go a.DB.ListenInstallations(ctx, a.Directory.Invalidate, func() {
 		a.Directory.InvalidateAll()
 		a.once.Do(func() { close(a.listening) })
@@ -71,7 +77,12 @@ func (a *App) Start(ctx context.Context) {
 	if a.DB.Dialect() != store.DialectPostgres {
 		a.once.Do(func() { close(a.listening) })
 	}
+	return nil
 }
+
+// Stop ends the background work gracefully within ctx: running jobs finish
+// or, near the deadline, are cancelled and resume later from checkpoints.
+func (a *App) Stop(ctx context.Context) error { return a.Jobs.Stop(ctx) }
 
 // Listening is closed once cross-replica invalidation is in effect.
 func (a *App) Listening() <-chan struct{} { return a.listening }
@@ -106,6 +117,10 @@ func OpenStore(ctx context.Context, cfg *config.Config, log *slog.Logger) (*stor
 	if err := db.Migrate(ctx); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("migrate: %w", err)
+	}
+	if err := jobs.Migrate(ctx, db); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("migrate River: %w", err)
 	}
 	return db, nil
 }
@@ -162,6 +177,13 @@ func New(cfg *config.Config, log *slog.Logger, db *store.DB, kr *secrets.KeyRing
 	sources := ConnectSources(dir, cfg.AppKey, now)
 	syncer := &ingest.Syncer{DB: db, Sources: sources, Now: now, Log: log}
 	webhooks := &ingest.Webhooks{DB: db, Sources: sources, Now: now}
+	bg, err := jobs.New(db, jobs.Config{SyncInterval: cfg.SyncInterval, SyncTimeout: cfg.SyncTimeout, Workers: cfg.Workers,
+		PollInterval: cfg.JobsPollInterval, Logger: log}, syncer, webhooks, db)
+	if err != nil {
+		return nil, err
+	}
+	webhooks.Enqueue = bg.EnqueueWebhook
+	ints.Queue = bg
 	metrics := httpapi.NewMetrics()
 	h := httpapi.New(httpapi.Deps{
 		Config:     cfg,
@@ -181,7 +203,7 @@ func New(cfg *config.Config, log *slog.Logger, db *store.DB, kr *secrets.KeyRing
 		Metrics:      metrics,
 		Log:          log,
 	})
-	return &App{Config: cfg, Log: log, DB: db, Handler: h, Metrics: metrics, Directory: dir, Integrations: ints, Syncer: syncer, Webhooks: webhooks, listening: make(chan struct{})}, nil
+	return &App{Config: cfg, Log: log, DB: db, Handler: h, Metrics: metrics, Directory: dir, Integrations: ints, Syncer: syncer, Webhooks: webhooks, Jobs: bg, listening: make(chan struct{})}, nil
 }
 
 // ConnectSources opens Jira sources for Connect app integrations: the

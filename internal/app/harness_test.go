@@ -19,6 +19,7 @@ import (
 	"github.com/sei-io/jira-connect/internal/atlassianjwt"
 	"github.com/sei-io/jira-connect/internal/config"
 	"github.com/sei-io/jira-connect/internal/jirasim"
+	"github.com/sei-io/jira-connect/internal/jobs"
 	"github.com/sei-io/jira-connect/internal/secrets"
 	"github.com/sei-io/jira-connect/internal/store"
 	"github.com/sei-io/jira-connect/internal/store/storetest"
@@ -87,12 +88,16 @@ func start(t *testing.T, db *store.DB, basePath string, env map[string]string) *
 		"ENCRYPTION_KEYS":          spec,
 		"LOG_LEVEL":                "debug",
 		"DATA_DIR":                 t.TempDir(),
+		"JOBS_POLL_INTERVAL":       "50ms",
 	}
 	for k, v := range env {
 		vars[k] = v
 	}
 	cfg, err := config.Load(func(k string) string { return vars[k] })
 	if err != nil {
+		t.Fatal(err)
+	}
+	if err := jobs.Migrate(context.Background(), db); err != nil {
 		t.Fatal(err)
 	}
 	logs := &syncBuffer{}
@@ -112,7 +117,14 @@ func start(t *testing.T, db *store.DB, basePath string, env map[string]string) *
 	t.Cleanup(srv.Close)
 	bg, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	a.Start(bg)
+	if err := a.Start(bg); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		sctx, scancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer scancel()
+		_ = a.Stop(sctx)
+	})
 	select {
 	case <-a.Listening():
 	case <-time.After(10 * time.Second):

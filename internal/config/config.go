@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -48,6 +49,11 @@ type Config struct {
 	// TrustedProxies are the addresses (IPs or CIDRs) whose
 	// X-Forwarded-For is believed when deciding a client's address.
 	TrustedProxies []string
+	// Background jobs.
+	SyncInterval     time.Duration
+	SyncTimeout      time.Duration
+	Workers          int
+	JobsPollInterval time.Duration
 }
 
 // Var documents one environment variable; the README's table is generated
@@ -74,6 +80,10 @@ var Vars = []Var{
 	{"UNINSTALL_RETENTION", "720h", "How long ingested data of an uninstalled site is kept (a reinstall within it keeps the data). 0 purges at once.", false},
 	{"INSTALLATION_CACHE_TTL", "30s", "How long a replica trusts its in-memory copy of an installation before re-reading it.", false},
 	{"SHUTDOWN_TIMEOUT", "15s", "Grace period for in-flight requests on SIGTERM.", false},
+	{"SYNC_INTERVAL", "15m", "How often every connected integration gets an incremental sync (webhooks keep it fresh in between).", false},
+	{"SYNC_TIMEOUT", "1h", "Longest a single sync may run before it is cancelled and retried from its checkpoints.", false},
+	{"WORKERS", "4", "Background jobs run at once per replica and per queue (syncs; webhooks).", false},
+	{"JOBS_POLL_INTERVAL", "1s", "How often a replica looks for new jobs (SQLite; PostgreSQL is also notified).", false},
 	{"TRUSTED_PROXIES", "", "Comma-separated IPs or CIDRs of the load balancers whose X-Forwarded-For is believed (for per-address rate limits). Empty: the connection's address is the client's.", false},
 }
 
@@ -133,6 +143,17 @@ func Load(getenv func(string) string) (*Config, error) {
 		UninstallRetention: dur("UNINSTALL_RETENTION"),
 		CacheTTL:           dur("INSTALLATION_CACHE_TTL"),
 		ShutdownTimeout:    dur("SHUTDOWN_TIMEOUT"),
+		SyncInterval:       dur("SYNC_INTERVAL"),
+		SyncTimeout:        dur("SYNC_TIMEOUT"),
+		JobsPollInterval:   dur("JOBS_POLL_INTERVAL"),
+	}
+	if n, err := strconv.Atoi(get("WORKERS")); err != nil || n < 1 || n > 256 {
+		bad("WORKERS", "want an integer from 1 to 256, got %q", get("WORKERS"))
+	} else {
+		c.Workers = n
+	}
+	if c.SyncInterval < time.Minute && c.Env == EnvProduction {
+		bad("SYNC_INTERVAL", "at least 1m in production")
 	}
 	if c.Env != EnvDevelopment && c.Env != EnvProduction {
 		bad("APP_ENV", "want development or production, got %q", c.Env)
