@@ -93,9 +93,9 @@ func (s *CloudSource) Search(ctx context.Context, q Query) ([]json.RawMessage, s
 }
 
 // Changelog implements Source.
-func (s *CloudSource) Changelog(ctx context.Context, issueID string, startAt int) ([]History, error) {
+func (s *CloudSource) Changelog(ctx context.Context, issueID string, startAt, count int) ([]History, error) {
 	var out []History
-	for {
+	for count < 0 || len(out) < count {
 		var page struct {
 			Values     []History `json:"values"`
 			StartAt    int       `json:"startAt"`
@@ -110,9 +110,13 @@ func (s *CloudSource) Changelog(ctx context.Context, issueID string, startAt int
 		out = append(out, page.Values...)
 		startAt += len(page.Values)
 		if page.IsLast || len(page.Values) == 0 || startAt >= page.Total {
-			return out, nil
+			break
 		}
 	}
+	if count >= 0 && len(out) > count {
+		out = out[:count]
+	}
+	return out, nil
 }
 
 // Comments implements Source.

@@ -16,8 +16,9 @@ type Source interface {
 	// Search runs bounded JQL and returns one page of raw issues and the
 	// token of the next page ("" on the last).
 	Search(ctx context.Context, q Query) (issues []json.RawMessage, next string, err error)
-	// Changelog returns the issue's histories from startAt on (all pages).
-	Changelog(ctx context.Context, issueID string, startAt int) ([]History, error)
+	// Changelog returns up to count of the issue's histories from startAt
+	// (oldest first), paging as needed; count < 0 means to the end.
+	Changelog(ctx context.Context, issueID string, startAt, count int) ([]History, error)
 	// Comments returns all the issue's comments.
 	Comments(ctx context.Context, issueID string) ([]Comment, error)
 	// Users returns details of accounts (large batches inside).

@@ -1,6 +1,7 @@
 package ingest
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -340,13 +341,24 @@ func (r *run) issue(ctx context.Context, raw json.RawMessage) (*Rows, error) {
 	}
 	id := strconv.FormatInt(p.ID, 10)
 	if p.ChangelogTruncated() {
-		// /changelog/bulkfetch is not open to Connect apps: page the
-		// issue's own changelog from where the embedded one stopped.
-		rest, err := r.src.Changelog(ctx, id, len(p.Histories))
+		// /changelog/bulkfetch is not open to Connect apps, so page the
+		// issue's own changelog. Jira Cloud embeds the newest histories
+		// (while saying startAt 0), so fetch the older ones first and
+		// merge by id; if the embedded ones were the oldest after all,
+		// the union falls short and the rest is fetched too.
+		missing := p.HistoriesTotal - len(p.Histories)
+		older, err := r.src.Changelog(ctx, id, 0, missing)
 		if err != nil {
 			return nil, err
 		}
-		p.Histories = append(p.Histories, rest...)
+		p.Histories = mergeHistories(p.Histories, older)
+		if len(p.Histories) < p.HistoriesTotal {
+			rest, err := r.src.Changelog(ctx, id, missing, -1)
+			if err != nil {
+				return nil, err
+			}
+			p.Histories = mergeHistories(p.Histories, rest)
+		}
 	}
 	// With comments excluded the comment field is not even requested, so
 	// nothing is incomplete and no body is fetched.
@@ -358,6 +370,29 @@ func (r *run) issue(ctx context.Context, raw json.RawMessage) (*Rows, error) {
 		p.Comments = all
 	}
 	return r.tr.Rows(p)
+}
+
+// mergeHistories unites two lists of histories by id, oldest first.
+func mergeHistories(a, b []History) []History {
+	seen := make(map[string]bool, len(a)+len(b))
+	out := make([]History, 0, len(a)+len(b))
+	for _, list := range [][]History{b, a} {
+		for _, h := range list {
+			if !seen[h.ID] {
+				seen[h.ID] = true
+				out = append(out, h)
+			}
+		}
+	}
+	slices.SortStableFunc(out, func(x, y History) int {
+		if c := x.Created.Compare(y.Created.Time); c != 0 {
+			return c
+		}
+		xi, _ := strconv.ParseInt(x.ID, 10, 64)
+		yi, _ := strconv.ParseInt(y.ID, 10, 64)
+		return cmp.Compare(xi, yi)
+	})
+	return out
 }
 
 func (r *run) write(ctx context.Context, batch []*Rows, cp *store.SyncCheckpoint) error {

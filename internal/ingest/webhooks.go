@@ -3,11 +3,15 @@ package ingest
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/sei-io/jira-connect/internal/apperr"
+	"github.com/sei-io/jira-connect/internal/jira"
 	"github.com/sei-io/jira-connect/internal/store"
 )
 
@@ -119,6 +123,20 @@ func (w *Webhooks) process(ctx context.Context, e *store.WebhookEvent) error {
 	return RefreshIssues(ctx, w.DB, src, it, []int64{*e.IssueID}, w.Now)
 }
 
+// noSuchIssue recognises Jira's 400 for JQL that names a missing issue.
+func noSuchIssue(err error) bool {
+	var je *jira.Error
+	if !errors.As(err, &je) || je.Status != http.StatusBadRequest {
+		return false
+	}
+	for _, m := range je.Messages {
+		if strings.Contains(m, "does not exist") {
+			return true
+		}
+	}
+	return false
+}
+
 // RefreshIssues re-reads issues by id and writes what Jira returns;
 // issues Jira no longer returns are deleted.
 func RefreshIssues(ctx context.Context, db *store.DB, src Source, it *store.Integration, ids []int64, now func() time.Time) error {
@@ -142,12 +160,25 @@ func RefreshIssues(ctx context.Context, db *store.DB, src Source, it *store.Inte
 		list += strconv.FormatInt(id, 10)
 	}
 	seen := map[int64]bool{}
-	if err := r.pages(ctx, fmt.Sprintf("id in (%s) ORDER BY id ASC", list), func(batch []*Rows) *store.SyncCheckpoint {
+	err = r.pages(ctx, fmt.Sprintf("id in (%s) ORDER BY id ASC", list), func(batch []*Rows) *store.SyncCheckpoint {
 		for _, b := range batch {
 			seen[b.Issue.IssueID] = true
 		}
 		return nil
-	}); err != nil {
+	})
+	switch {
+	case err == nil:
+	case noSuchIssue(err) && len(ids) == 1:
+		// Jira refuses JQL naming an issue that does not exist (or the
+		// app may not see) instead of returning nothing: it is gone.
+	case noSuchIssue(err):
+		for _, id := range ids { // find which one, one by one
+			if err := RefreshIssues(ctx, db, src, it, []int64{id}, now); err != nil {
+				return err
+			}
+		}
+		return nil
+	default:
 		return err
 	}
 	var gone []int64

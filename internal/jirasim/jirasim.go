@@ -6,11 +6,50 @@
 // each site's shared secret. Faults on the keys server (404, 500, slow, huge
 // bodies) let tests prove the app's failure paths.
 //
-// Each Site is also a Jira REST simulator (rest.go): it authenticates the
-// app's calls as Jira Cloud does (HS256 JWT with the site's shared secret,
-// iss = app key, qsh), serves serverInfo, myself, the enhanced JQL search
-// over an in-memory issue store and the bulk email API, optionally under a
-// context path, and misbehaves on demand with Site.SetFault.
+// Each Site is also a Jira Cloud REST simulator (rest.go, endpoints.go). It
+// authenticates calls as Jira Cloud does (HS256 JWT with the site's shared
+// secret, iss = app key, qsh; or HTTP Basic with an API token) and serves,
+// under an optional context path: serverInfo, myself, the enhanced JQL
+// search (GET and POST /search/jql, token paging), GET issue, an issue's
+// changelog and comments, fields, project search, user/bulk,
+// user/email/bulk and changelog/bulkfetch (Basic only: Atlassian does not
+// open it to Connect apps).
+//
+// Data comes from AddIssue, or from Generate (gen.go): a deterministic site
+// of up to millions of issues, each rebuilt from (seed, issue) on demand so
+// that a generated issue costs about 50 bytes (memPerIssue) until a
+// mutation stores it. Mutations (mutate.go) change issues and comments and
+// return the webhook Jira would send, for the test to deliver when and as
+// often as it likes. GroundTruth (truth.go) says what an ingester should end
+// up with.
+//
+// The JQL is a real parser for a subset (jql.go): AND-joined clauses on
+// project, id/key, created and updated, and ORDER BY id, key, created,
+// updated. Pages are positioned by sort key, not offset (search.go).
+//
+// Realism knobs, all safe to turn while the site serves: SetLatency,
+// SetRateLimit (a token bucket answering 429 with Jira's headers), Inject
+// (5xx, resets, truncated or malformed bodies, slow answers, 429s, by
+// probability or count), SetFault (one failure mode for every call),
+// SetSearchLimits, SetEmbeddedLimits, AllowUnboundedJQL, SetClock.
+//
+// What an ingester must cope with here, as on Jira Cloud:
+//   - a search without a restriction is refused (MsgUnboundedJQL);
+//   - pages stop at 100 issues with fields, 5000 with ids only, whatever
+//     maxResults asks; follow nextPageToken, absent on the last page;
+//   - expand=changelog embeds only the newest 100 histories and the
+//     comment field only the first 20 comments; total says how many
+//     there are; /issue/{id}/changelog pages them all, oldest first;
+//   - naming a deleted or invisible issue in JQL (key = X, id in (…)) is
+//     a 400, not an empty result;
+//   - date strings in JQL are read in the caller's time zone (/myself);
+//     epoch milliseconds are not ambiguous;
+//   - date-times carry the caller's zone offset, sprint dates are UTC "Z",
+//     duedate is a bare date;
+//   - user objects carry no emailAddress; the email API leaves out
+//     accounts it has no address for;
+//   - ordered by updated, an issue updated mid-paging moves behind the
+//     cursor and comes again; ordered by id nothing is lost or repeated.
 package jirasim
 
 import (
@@ -24,6 +63,7 @@ import (
 	"encoding/pem"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -62,15 +102,31 @@ type Atlassian struct {
 }
 
 // New starts the keys server with a fresh 2048-bit RSA key.
-func New() (*Atlassian, error) {
+func New() (*Atlassian, error) { return NewWithKeysListener(nil) }
+
+// NewWithKeysListener is New with the keys server on l (nil: a free
+// loopback port), for a keys URL that must be known in advance.
+func NewWithKeysListener(l net.Listener) (*Atlassian, error) {
 	key, err := rsa.GenerateKey(rand.Reader, 2048)
 	if err != nil {
 		return nil, err
 	}
 	a := &Atlassian{Kid: "jirasim-" + randHex(8), Signer: key, SlowDelay: 3 * time.Second, HTTP: &http.Client{Timeout: 30 * time.Second}, pems: map[string][]byte{}}
 	a.pems[a.Kid] = PublicPEM(&key.PublicKey)
-	a.Keys = httptest.NewServer(http.HandlerFunc(a.serveKey))
+	a.Keys = startServer(http.HandlerFunc(a.serveKey), l)
 	return a, nil
+}
+
+// startServer is httptest.NewServer, on l when given.
+func startServer(h http.Handler, l net.Listener) *httptest.Server {
+	if l == nil {
+		return httptest.NewServer(h)
+	}
+	srv := httptest.NewUnstartedServer(h)
+	_ = srv.Listener.Close()
+	srv.Listener = l
+	srv.Start()
+	return srv
 }
 
 // Close stops the keys server.
@@ -202,8 +258,9 @@ type Site struct {
 	// site serves its first request.
 	TimeZone string
 
-	mu   sync.Mutex // guards SharedSecret against Reinstall, and rest
-	rest restState
+	mu       sync.Mutex // guards SharedSecret against Reinstall, and rest (but rest.st)
+	rest     restState
+	listener net.Listener
 }
 
 // SiteOption configures a Site made by NewSite.
@@ -222,6 +279,13 @@ func WithContextPath(p string) SiteOption {
 	}
 }
 
+// WithListener serves the site on l instead of a free loopback port.
+func WithListener(l net.Listener) SiteOption { return func(s *Site) { s.listener = l } }
+
+// WithTimeZone sets the app user's time zone (an IANA name), which /myself
+// reports and every date-time is rendered in.
+func WithTimeZone(tz string) SiteOption { return func(s *Site) { s.TimeZone = tz } }
+
 // NewSite starts a site, a Jira REST simulator, with a fresh clientKey and
 // shared secret for app.
 func (a *Atlassian) NewSite(app *App, opts ...SiteOption) *Site {
@@ -230,7 +294,7 @@ func (a *Atlassian) NewSite(app *App, opts ...SiteOption) *Site {
 	for _, o := range opts {
 		o(s)
 	}
-	s.Server = httptest.NewServer(http.HandlerFunc(s.serveHTTP))
+	s.Server = startServer(http.HandlerFunc(s.serveHTTP), s.listener)
 	s.BaseURL = s.Server.URL + s.ContextPath
 	return s
 }

@@ -1,24 +1,26 @@
 package jirasim
 
 import (
+	"bytes"
+	"context"
 	"crypto/subtle"
-	"encoding/base64"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"hash/fnv"
 	"io"
+	"math/rand/v2"
 	"net/http"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/sei-io/jira-connect/internal/atlassianjwt"
 )
 
-// RESTFault is how a site's REST API misbehaves.
+// RESTFault is how a site's REST API misbehaves, on every call until set
+// back to RESTFaultNone. (Site.Inject adds faults with a probability or a
+// count.)
 type RESTFault int
 
 const (
@@ -56,6 +58,11 @@ const (
 	MsgEmailNotApproved = "The calling app is not approved to use this API."
 	MsgRateLimited      = "Rate limit exceeded."
 	MsgServerError      = "Internal server error."
+	MsgIssueNotFound    = "Issue does not exist or you do not have permission to see it."
+	MsgBadPageToken     = "The provided next page token is invalid or expired."
+	// MsgConnectForbidden answers a Connect app's JWT on an API Atlassian
+	// does not open to Connect apps (POST /rest/api/3/changelog/bulkfetch).
+	MsgConnectForbidden = "This API is not available to Connect apps."
 )
 
 // Page sizes of the enhanced JQL search. Atlassian documents maxResults
@@ -76,34 +83,65 @@ const (
 	SearchMaxResultsIDsOnly    = 5000
 )
 
+// Page sizes of the other paged endpoints (startAt/maxResults). Jira caps
+// maxResults silently at these; the defaults are Atlassian's documented
+// ones where it documents one.
+const (
+	// GET /rest/api/3/issue/{id}/changelog: default and cap 100.
+	ChangelogMaxResults = 100
+	// GET /rest/api/3/issue/{id}/comment: capped at 100 here (Atlassian
+	// documents a default of 5000, which Jira Cloud does not honour).
+	CommentMaxResults = 100
+	// GET /rest/api/3/project/search: default 50, cap 100.
+	ProjectSearchDefault = 50
+	ProjectSearchMax     = 100
+	// GET /rest/api/3/user/bulk: default page 10, cap 100 users a page
+	// and 100 accountId parameters a call (more is a 400).
+	UserBulkDefault = 10
+	UserBulkMax     = 100
+	// POST /rest/api/3/changelog/bulkfetch: at most 1000 issues and 10
+	// field ids a call; pages of up to 1000 histories.
+	BulkFetchMaxIssues  = 1000
+	BulkFetchMaxFields  = 10
+	BulkFetchMaxResults = 1000
+)
+
+// restState is a site's REST side. Fields above st are guarded by
+// Site.mu; st has its own lock. Never hold both.
 type restState struct {
-	fault       RESTFault
-	retryAfter  time.Duration
-	uninstalled bool
-	maxFields   int
-	maxIDs      int
-	issues      []*storedIssue
-	users       map[string]simUser // by accountId
-	basic       map[string]string  // email -> API token
-	counts      map[string]int     // by path relative to the context path
+	fault          RESTFault
+	retryAfter     time.Duration
+	uninstalled    bool
+	maxFields      int
+	maxIDs         int
+	embedded       renderLimits
+	allowUnbounded bool
+	basic          map[string]string // email -> API token
+	counts         map[string]int    // by path relative to the context path
+	latency        time.Duration
+	limiter        *bucket
+	injections     []*injection
+	fsrc           *rand.PCG
+	frng           *rand.Rand
+	clock          func() time.Time
+	locName        string
+	loc            *time.Location
+
+	total, rateLimited, injected atomic.Int64
+
+	st *store
 }
 
 func (r *restState) init() {
 	r.retryAfter = time.Second
 	r.maxFields, r.maxIDs = SearchMaxResultsWithFields, SearchMaxResultsIDsOnly
-	r.users = map[string]simUser{}
+	r.embedded = renderLimits{EmbeddedChangelogMax, EmbeddedCommentMax}
 	r.basic = map[string]string{}
 	r.counts = map[string]int{}
-}
-
-type simUser struct {
-	accountID, displayName, email string
-}
-
-type storedIssue struct {
-	id     string
-	top    map[string]json.RawMessage // everything but fields
-	fields map[string]json.RawMessage
+	r.fsrc = rand.NewPCG(1, 2)
+	r.frng = rand.New(r.fsrc)
+	r.clock = time.Now
+	r.st = newStore()
 }
 
 // SetFault makes the site's REST API misbehave until set back to
@@ -114,8 +152,9 @@ func (s *Site) SetFault(f RESTFault) {
 	s.rest.fault = f
 }
 
-// SetRetryAfter sets the Retry-After of RESTFaultRateLimited (default 1s,
-// Jira's usual burst answer); it is sent in whole seconds.
+// SetRetryAfter sets the Retry-After of RESTFaultRateLimited and of
+// injected 429s (default 1s, Jira's usual burst answer); it is sent in
+// whole seconds.
 func (s *Site) SetRetryAfter(d time.Duration) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -130,6 +169,55 @@ func (s *Site) SetSearchLimits(withFields, idsOnly int) {
 	s.rest.maxFields, s.rest.maxIDs = max(withFields, 1), max(idsOnly, 1)
 }
 
+// SetEmbeddedLimits overrides how many histories (EmbeddedChangelogMax)
+// and comments (EmbeddedCommentMax) a search embeds per issue.
+func (s *Site) SetEmbeddedLimits(histories, comments int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.rest.embedded = renderLimits{max(histories, 0), max(comments, 0)}
+}
+
+// AllowUnboundedJQL makes the search accept a query without a
+// restriction (empty, or only ORDER BY), which Jira Cloud refuses with
+// MsgUnboundedJQL. For tests of other things written before the simulator
+// refused them.
+func (s *Site) AllowUnboundedJQL(allow bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.rest.allowUnbounded = allow
+}
+
+// SetClock replaces time.Now for what the site stamps and compares:
+// mutation times, relative JQL dates, serverInfo. The rate limiter and
+// latency use real time.
+func (s *Site) SetClock(now func() time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.rest.clock = now
+}
+
+func (s *Site) now() time.Time {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.rest.clock()
+}
+
+// location is Site.TimeZone loaded (UTC when unknown).
+func (s *Site) location() *time.Location {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.rest.loc == nil || s.rest.locName != s.TimeZone {
+		loc, err := time.LoadLocation(s.TimeZone)
+		if err != nil {
+			loc = time.UTC
+		}
+		s.rest.loc, s.rest.locName = loc, s.TimeZone
+	}
+	return s.rest.loc
+}
+
+func (s *Site) genContext() genContext { return genContext{base: s.BaseURL, loc: s.location()} }
+
 // Requests returns how many requests reached path (relative to the context
 // path, without query: "/rest/api/3/myself"), whatever they were answered.
 func (s *Site) Requests(path string) int {
@@ -138,26 +226,44 @@ func (s *Site) Requests(path string) int {
 	return s.rest.counts[path]
 }
 
-// ResetRequests zeroes the request counters.
+// RequestCounts is a copy of the per-path request counters.
+func (s *Site) RequestCounts() map[string]int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make(map[string]int, len(s.rest.counts))
+	for k, v := range s.rest.counts {
+		out[k] = v
+	}
+	return out
+}
+
+// TotalRequests is how many requests reached the site.
+func (s *Site) TotalRequests() int { return int(s.rest.total.Load()) }
+
+// ResetRequests zeroes the request counters (not the 429 and fault
+// counters).
 func (s *Site) ResetRequests() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	clear(s.rest.counts)
+	s.rest.total.Store(0)
 }
 
-// AddUser adds a user the email API knows.
+// AddUser adds an active user; email "" is a user the email API has no
+// address for.
 func (s *Site) AddUser(accountID, displayName, email string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.rest.users[accountID] = simUser{accountID, displayName, email}
+	st := s.rest.st
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	st.addUser(s.BaseURL, simUser{accountID: accountID, displayName: displayName, email: email, active: true})
 }
 
 // AddBasicUser adds a user who can call the REST API with HTTP Basic, email
 // and API token, as a person's scripts do on Jira Cloud.
 func (s *Site) AddBasicUser(accountID, displayName, email, apiToken string) {
+	s.AddUser(accountID, displayName, email)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.rest.users[accountID] = simUser{accountID, displayName, email}
 	s.rest.basic[email] = apiToken
 }
 
@@ -174,62 +280,37 @@ func Issue(id, key string, fields map[string]any) json.RawMessage {
 	return b
 }
 
-// AddIssue appends an issue to the site's store. It must be a JSON object
-// with an "id"; "key", "self" and "fields" are used when present, and any
-// other member (e.g. "changelog") is returned when the search expands it.
+// AddIssue adds an issue to the site's store. It must be a JSON object
+// with a numeric "id"; "key", "self" and "fields" are used when present
+// (fields.created and fields.updated, in Jira's format, place it in time;
+// without them it is created and updated now), "changelog" and
+// fields.comment become its changelog and comments, and any other member
+// is returned when the search expands it by name. The project comes from
+// fields.project, else from the key; an unknown one is added.
 func (s *Site) AddIssue(issue json.RawMessage) error {
-	si, err := parseIssue(issue)
-	if err != nil {
-		return err
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.rest.issues = append(s.rest.issues, si)
-	return nil
+	now := s.now()
+	st := s.rest.st
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	return st.addRecord(s.BaseURL, issue, now)
 }
 
-// SetIssues replaces the site's issues.
+// SetIssues replaces the site's issues (generated ones included) with
+// these; projects and users stay.
 func (s *Site) SetIssues(issues []json.RawMessage) error {
-	parsed := make([]*storedIssue, 0, len(issues))
+	now := s.now()
+	st := s.rest.st
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	fresh := newStore()
+	fresh.projects, fresh.projSlots, fresh.users, fresh.userList = st.projects, make([][]int32, len(st.projects)), st.users, st.userList
 	for _, raw := range issues {
-		si, err := parseIssue(raw)
-		if err != nil {
+		if err := fresh.addRecord(s.BaseURL, raw, now); err != nil {
 			return err
 		}
-		parsed = append(parsed, si)
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.rest.issues = parsed
+	st.data = fresh.data
 	return nil
-}
-
-func parseIssue(raw json.RawMessage) (*storedIssue, error) {
-	var top map[string]json.RawMessage
-	if err := json.Unmarshal(raw, &top); err != nil || top == nil {
-		return nil, errors.New("jirasim: an issue must be a JSON object")
-	}
-	si := &storedIssue{top: top, fields: map[string]json.RawMessage{}}
-	var id any
-	if err := json.Unmarshal(top["id"], &id); err != nil {
-		return nil, errors.New(`jirasim: an issue needs an "id"`)
-	}
-	switch v := id.(type) {
-	case string:
-		si.id = v
-	case float64:
-		si.id = strconv.FormatFloat(v, 'f', -1, 64)
-	}
-	if si.id == "" {
-		return nil, errors.New(`jirasim: an issue needs an "id"`)
-	}
-	if f, ok := top["fields"]; ok {
-		if err := json.Unmarshal(f, &si.fields); err != nil {
-			return nil, errors.New(`jirasim: an issue's "fields" must be an object`)
-		}
-		delete(top, "fields")
-	}
-	return si, nil
 }
 
 func (s *Site) setUninstalled(v bool) {
@@ -253,34 +334,81 @@ func (s *Site) relPath(p string) (string, bool) {
 	return rest, true
 }
 
+type route struct {
+	pattern []string // segments; "{}" matches one
+	methods []string
+	serve   func(http.ResponseWriter, *http.Request, principal, []string)
+}
+
+func (s *Site) routes() []route {
+	p := func(path string) []string { return strings.Split(strings.Trim(path, "/"), "/") }
+	get := []string{http.MethodGet}
+	return []route{
+		{p("/rest/api/3/serverInfo"), get, s.serveServerInfo},
+		{p("/rest/api/3/myself"), get, s.serveMyself},
+		{p("/rest/api/3/search/jql"), []string{http.MethodGet, http.MethodPost}, s.serveSearch},
+		{p("/rest/api/3/user/email/bulk"), get, s.serveEmailBulk},
+		{p("/rest/api/3/user/bulk"), get, s.serveUserBulk},
+		{p("/rest/api/3/field"), get, s.serveFields},
+		{p("/rest/api/3/project/search"), get, s.serveProjectSearch},
+		{p("/rest/api/3/issue/{}"), get, s.serveIssue},
+		{p("/rest/api/3/issue/{}/changelog"), get, s.serveChangelog},
+		{p("/rest/api/3/issue/{}/comment"), get, s.serveComments},
+		{p("/rest/api/3/changelog/bulkfetch"), []string{http.MethodPost}, s.serveBulkFetch},
+		// The old search is gone from Jira Cloud.
+		{p("/rest/api/3/search"), []string{http.MethodGet, http.MethodPost}, serveGone},
+		{p("/rest/api/2/search"), []string{http.MethodGet, http.MethodPost}, serveGone},
+	}
+}
+
+func matchRoute(rs []route, path string) (route, []string, bool) {
+	segs := strings.Split(strings.Trim(path, "/"), "/")
+	for _, rt := range rs {
+		if len(rt.pattern) != len(segs) {
+			continue
+		}
+		var params []string
+		ok := true
+		for i, p := range rt.pattern {
+			switch {
+			case p == "{}" && segs[i] != "":
+				params = append(params, segs[i])
+			case p != segs[i]:
+				ok = false
+			}
+		}
+		if ok {
+			return rt, params, true
+		}
+	}
+	return route{}, nil, false
+}
+
 func (s *Site) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	rel, ok := s.relPath(r.URL.Path)
 	if !ok {
 		http.NotFound(w, r)
 		return
 	}
+	s.rest.total.Add(1)
 	s.mu.Lock()
 	s.rest.counts[rel]++
-	fault, retry, uninstalled := s.rest.fault, s.rest.retryAfter, s.rest.uninstalled
+	fault, retry, uninstalled, latency := s.rest.fault, s.rest.retryAfter, s.rest.uninstalled, s.rest.latency
 	s.mu.Unlock()
 	if !strings.HasPrefix(rel, "/rest/") {
 		http.NotFound(w, r)
 		return
 	}
+	if latency > 0 && !sleepCtx(r.Context(), latency) {
+		return
+	}
 
 	switch fault {
 	case RESTFaultUnreachable:
-		if hj, ok := w.(http.Hijacker); ok {
-			if conn, _, err := hj.Hijack(); err == nil {
-				_ = conn.Close()
-				return
-			}
-		}
-		panic(http.ErrAbortHandler) // closes the connection without an answer
+		dropConnection(w)
+		return
 	case RESTFaultSlow:
-		select {
-		case <-time.After(s.Atlassian.SlowDelay):
-		case <-r.Context().Done():
+		if !sleepCtx(r.Context(), s.Atlassian.SlowDelay) {
 			return
 		}
 	case RESTFaultUnauthorized:
@@ -295,43 +423,124 @@ func (s *Site) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
+	// Credentials are checked first: a stranger is not told about limits.
+	if !s.admit(w) {
+		return
+	}
 	switch fault {
 	case RESTFaultRateLimited:
-		secs := int((retry + time.Second - 1) / time.Second)
-		h := w.Header()
-		h.Set("Retry-After", strconv.Itoa(secs))
-		h.Set("X-RateLimit-Limit", "100")
-		h.Set("X-RateLimit-Remaining", "0")
-		h.Set("X-RateLimit-Reset", time.Now().Add(time.Duration(secs)*time.Second).UTC().Format(time.RFC3339))
-		h.Set("RateLimit-Reason", "jira-burst-based")
-		jiraError(w, http.StatusTooManyRequests, MsgRateLimited)
+		s.tooManyRequests(w, retry)
 		return
 	case RESTFaultServerError:
 		jiraError(w, http.StatusInternalServerError, MsgServerError)
 		return
 	}
 
-	type route struct {
-		methods []string
-		serve   func(http.ResponseWriter, *http.Request, principal)
+	inj := s.pickInjection(r.Method, rel)
+	if inj != nil {
+		switch inj.Kind {
+		case InjectReset:
+			dropConnection(w)
+			return
+		case InjectServerError:
+			status := inj.Status
+			if status == 0 {
+				status = http.StatusServiceUnavailable
+			}
+			if status == http.StatusServiceUnavailable {
+				w.Header().Set("Retry-After", "1")
+			}
+			jiraError(w, status, MsgServerError)
+			return
+		case InjectRateLimited:
+			s.tooManyRequests(w, retry)
+			return
+		case InjectSlow:
+			d := inj.Delay
+			if d == 0 {
+				d = s.Atlassian.SlowDelay
+			}
+			if !sleepCtx(r.Context(), d) {
+				return
+			}
+		}
 	}
-	routes := map[string]route{
-		"/rest/api/3/serverInfo":      {[]string{http.MethodGet}, s.serveServerInfo},
-		"/rest/api/3/myself":          {[]string{http.MethodGet}, s.serveMyself},
-		"/rest/api/3/search/jql":      {[]string{http.MethodGet, http.MethodPost}, s.serveSearch},
-		"/rest/api/3/user/email/bulk": {[]string{http.MethodGet}, s.serveEmailBulk},
-	}
-	rt, ok := routes[strings.TrimSuffix(rel, "/")]
+
+	rt, params, ok := matchRoute(s.routes(), rel)
 	switch {
 	case !ok:
 		// Jira's words for a REST path it does not have.
 		jiraError(w, http.StatusNotFound, "null for uri: "+s.Server.URL+r.URL.Path)
+		return
 	case !slices.Contains(rt.methods, r.Method):
 		w.Header().Set("Allow", strings.Join(rt.methods, ", "))
 		jiraError(w, http.StatusMethodNotAllowed, "Method Not Allowed")
-	default:
-		rt.serve(w, r, who)
+		return
 	}
+	if inj == nil || (inj.Kind != InjectTruncated && inj.Kind != InjectMalformed) {
+		rt.serve(w, r, who, params)
+		return
+	}
+	buf := &bufferedWriter{h: w.Header(), status: http.StatusOK}
+	rt.serve(buf, r, who, params)
+	body := buf.body.Bytes()
+	if inj.Kind == InjectMalformed {
+		// What a proxy in the way sends: a JSON answer cut short, then its
+		// own HTML page, under the original JSON content type.
+		w.Header().Del("Content-Length")
+		w.WriteHeader(buf.status)
+		_, _ = w.Write(body[:len(body)/2])
+		_, _ = io.WriteString(w, "<!DOCTYPE html><html><body><h1>502 Bad Gateway</h1></body></html>")
+		return
+	}
+	// Truncated: the full Content-Length is announced, half arrives, and
+	// the connection closes.
+	w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+	w.WriteHeader(buf.status)
+	_, _ = w.Write(body[:len(body)/2])
+	if f, ok := w.(http.Flusher); ok {
+		f.Flush()
+	}
+	panic(http.ErrAbortHandler)
+}
+
+type bufferedWriter struct {
+	h      http.Header
+	status int
+	body   bytes.Buffer
+}
+
+func (b *bufferedWriter) Header() http.Header         { return b.h }
+func (b *bufferedWriter) WriteHeader(status int)      { b.status = status }
+func (b *bufferedWriter) Write(p []byte) (int, error) { return b.body.Write(p) }
+
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// dropConnection closes the connection without an answer.
+func dropConnection(w http.ResponseWriter) {
+	if hj, ok := w.(http.Hijacker); ok {
+		if conn, _, err := hj.Hijack(); err == nil {
+			_ = conn.Close()
+			return
+		}
+	}
+	panic(http.ErrAbortHandler) // closes the connection without an answer
+}
+
+// MsgSearchRemoved is Jira Cloud's answer on the removed /rest/api/{2,3}/search.
+const MsgSearchRemoved = "The requested API has been removed. Please migrate to the /rest/api/3/search/jql API. A full migration guideline is available at https://developer.atlassian.com/changelog/#CHANGE-2046"
+
+func serveGone(w http.ResponseWriter, _ *http.Request, _ principal, _ []string) {
+	jiraError(w, http.StatusGone, MsgSearchRemoved)
 }
 
 // principal is who a request acts as.
@@ -351,16 +560,19 @@ func (s *Site) authenticate(r *http.Request) (principal, bool) {
 		}
 		s.mu.Lock()
 		want, known := s.rest.basic[email]
-		var u simUser
-		for _, cand := range s.rest.users {
-			if cand.email == email {
-				u = cand
-			}
-		}
 		s.mu.Unlock()
 		if !known || subtle.ConstantTimeCompare([]byte(tok), []byte(want)) != 1 {
 			return principal{}, false
 		}
+		var u simUser
+		st := s.rest.st
+		st.mu.RLock()
+		for _, acc := range st.userList {
+			if cand := st.users[acc]; cand.email == email {
+				u = *cand
+			}
+		}
+		st.mu.RUnlock()
 		return principal{user: u}, true
 	}
 	tok, err := atlassianjwt.ExtractToken(r)
@@ -380,10 +592,7 @@ func (s *Site) authenticate(r *http.Request) (principal, bool) {
 	return principal{app: true}, true
 }
 
-// jiraTime is how Jira writes timestamps.
-const jiraTime = "2006-01-02T15:04:05.000-0700"
-
-func (s *Site) serveServerInfo(w http.ResponseWriter, _ *http.Request, _ principal) {
+func (s *Site) serveServerInfo(w http.ResponseWriter, _ *http.Request, _ principal, _ []string) {
 	writeJSON(w, http.StatusOK, map[string]any{
 		"baseUrl":        s.BaseURL,
 		"displayUrl":     s.BaseURL,
@@ -391,15 +600,15 @@ func (s *Site) serveServerInfo(w http.ResponseWriter, _ *http.Request, _ princip
 		"versionNumbers": []int{1001, 0, 0},
 		"deploymentType": "Cloud",
 		"buildNumber":    100245,
-		"buildDate":      time.Date(2025, 1, 6, 0, 0, 0, 0, time.UTC).Format(jiraTime),
-		"serverTime":     time.Now().Format(jiraTime),
+		"buildDate":      time.Date(2025, 1, 6, 0, 0, 0, 0, time.UTC).Format(JiraTime),
+		"serverTime":     s.now().In(s.location()).Format(JiraTime),
 		"scmInfo":        "4c8ad4b9a5d0f2b7e3a1c6d8e9f0a1b2c3d4e5f6",
 		"serverTitle":    "Jira",
 		"defaultLocale":  map[string]string{"locale": "en_US"},
 	})
 }
 
-func (s *Site) serveMyself(w http.ResponseWriter, _ *http.Request, who principal) {
+func (s *Site) serveMyself(w http.ResponseWriter, _ *http.Request, who principal, _ []string) {
 	u := map[string]any{"active": true, "locale": "en_US", "timeZone": s.TimeZone}
 	if who.app {
 		name, _ := s.App.Raw["name"].(string)
@@ -409,12 +618,20 @@ func (s *Site) serveMyself(w http.ResponseWriter, _ *http.Request, who principal
 		u["accountId"], u["accountType"], u["displayName"] = s.AppAccountID, "app", name
 	} else {
 		u["accountId"], u["accountType"], u["displayName"], u["emailAddress"] = who.user.accountID, "atlassian", who.user.displayName, who.user.email
+		if who.user.timeZone != "" {
+			u["timeZone"] = who.user.timeZone
+		}
 	}
 	u["self"] = s.BaseURL + "/rest/api/3/user?accountId=" + u["accountId"].(string)
 	writeJSON(w, http.StatusOK, u)
 }
 
-func (s *Site) serveEmailBulk(w http.ResponseWriter, r *http.Request, _ principal) {
+// serveEmailBulk is GET /rest/api/3/user/email/bulk. Atlassian documents
+// it as returning an address "regardless of the user's profile visibility
+// settings" to approved apps; accounts it has no address for (apps,
+// unknown ids) are left out of the list, as Confluence's twin documents
+// ("Any accounts which are not available will not be included").
+func (s *Site) serveEmailBulk(w http.ResponseWriter, r *http.Request, _ principal, _ []string) {
 	s.mu.Lock()
 	fault := s.rest.fault
 	s.mu.Unlock()
@@ -433,30 +650,32 @@ func (s *Site) serveEmailBulk(w http.ResponseWriter, r *http.Request, _ principa
 	}
 	out := []map[string]string{}
 	seen := map[string]bool{}
-	s.mu.Lock()
+	st := s.rest.st
+	st.mu.RLock()
 	for _, id := range ids {
-		if u, ok := s.rest.users[id]; ok && !seen[id] && u.email != "" {
+		if u, ok := st.users[id]; ok && !seen[id] && u.email != "" {
 			seen[id] = true
 			out = append(out, map[string]string{"accountId": id, "email": u.email})
 		}
 	}
-	s.mu.Unlock()
+	st.mu.RUnlock()
 	writeJSON(w, http.StatusOK, out)
 }
 
 type searchParams struct {
-	JQL           string   `json:"jql"`
-	MaxResults    *int     `json:"maxResults"`
-	Fields        []string `json:"fields"`
-	Expand        string   `json:"expand"`
-	NextPageToken string   `json:"nextPageToken"`
+	JQL           string          `json:"jql"`
+	MaxResults    *int            `json:"maxResults"`
+	Fields        []string        `json:"fields"`
+	Expand        json.RawMessage `json:"expand"`
+	NextPageToken string          `json:"nextPageToken"`
+	expand        []string
 }
 
 // serveSearch is GET and POST /rest/api/3/search/jql, Jira's enhanced
 // search: token paging, no startAt and no total.
-func (s *Site) serveSearch(w http.ResponseWriter, r *http.Request, _ principal) {
+func (s *Site) serveSearch(w http.ResponseWriter, r *http.Request, _ principal, _ []string) {
 	s.mu.Lock()
-	fault := s.rest.fault
+	fault, allowUnbounded, maxIDs, maxFields, lim := s.rest.fault, s.rest.allowUnbounded, s.rest.maxIDs, s.rest.maxFields, s.rest.embedded
 	s.mu.Unlock()
 	if fault == RESTFaultSearchForbidden {
 		jiraError(w, http.StatusForbidden, MsgSearchForbidden)
@@ -468,10 +687,19 @@ func (s *Site) serveSearch(w http.ResponseWriter, r *http.Request, _ principal) 
 			jiraError(w, http.StatusBadRequest, "Invalid request payload. Refer to the REST API documentation and try again.")
 			return
 		}
+		var one string
+		var many []string
+		switch {
+		case len(p.Expand) == 0 || string(p.Expand) == "null":
+		case json.Unmarshal(p.Expand, &one) == nil:
+			p.expand = splitList([]string{one})
+		case json.Unmarshal(p.Expand, &many) == nil:
+			p.expand = splitList(many)
+		}
 	} else {
 		q := r.URL.Query()
 		p.JQL, p.NextPageToken = q.Get("jql"), q.Get("nextPageToken")
-		p.Expand = strings.Join(q["expand"], ",")
+		p.expand = splitList(q["expand"])
 		p.Fields = q["fields"]
 		if v := q.Get("maxResults"); v != "" {
 			n, err := strconv.Atoi(v)
@@ -482,178 +710,56 @@ func (s *Site) serveSearch(w http.ResponseWriter, r *http.Request, _ principal) 
 			p.MaxResults = &n
 		}
 	}
-	match, msg := compileJQL(p.JQL)
-	if match == nil {
-		jiraError(w, http.StatusBadRequest, msg)
+	parsed, err := parseJQL(p.JQL)
+	if err != nil {
+		jiraError(w, http.StatusBadRequest, err.Error())
 		return
 	}
 	sel := selectFields(p.Fields)
-
-	s.mu.Lock()
 	limit := DefaultSearchMaxResults
 	if p.MaxResults != nil && *p.MaxResults > 0 {
 		limit = *p.MaxResults
 	}
 	if sel.idsOnly() {
-		limit = min(limit, s.rest.maxIDs)
+		limit = min(limit, maxIDs)
 	} else {
-		limit = min(limit, s.rest.maxFields)
+		limit = min(limit, maxFields)
 	}
-	var hits []*storedIssue
-	for _, si := range s.rest.issues {
-		if match(si) {
-			hits = append(hits, si)
-		}
-	}
-	s.mu.Unlock()
+	c, now := s.genContext(), s.now()
 
-	offset := 0
+	st := s.rest.st
+	st.mu.RLock()
+	defer st.mu.RUnlock()
+	q, err := st.bind(parsed, p.JQL, c.loc, now, allowUnbounded)
+	if err != nil {
+		jiraError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	var after []sortVal
 	if p.NextPageToken != "" {
 		var ok bool
-		if offset, ok = decodePageToken(p.NextPageToken, p.JQL); !ok {
-			jiraError(w, http.StatusBadRequest, "The provided next page token is invalid or expired.")
+		if after, ok = decodePageToken(p.NextPageToken, p.JQL, len(q.order)); !ok {
+			jiraError(w, http.StatusBadRequest, MsgBadPageToken)
 			return
 		}
 	}
-	offset = min(offset, len(hits))
-	end := min(offset+limit, len(hits))
-	expand := splitList([]string{p.Expand})
-	page := make([]map[string]any, 0, end-offset)
-	for _, si := range hits[offset:end] {
-		page = append(page, s.renderIssue(si, sel, expand))
+	slots, more := st.run(q, after, limit)
+	var b bytes.Buffer
+	b.WriteString(`{"issues":[`)
+	for i, slot := range slots {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.Write(st.renderIssue(c, slot, sel, p.expand, lim))
 	}
-	resp := map[string]any{"issues": page, "isLast": end >= len(hits)}
-	if end < len(hits) {
+	b.WriteString(`]`)
+	if more {
 		// Left out on the last page, as Jira does (JRACLOUD-92184).
-		resp["nextPageToken"] = encodePageToken(end, p.JQL)
+		b.WriteString(`,"nextPageToken":`)
+		b.Write(mustJSON(encodePageToken(st.sortKey(slots[len(slots)-1], q.order), p.JQL)))
 	}
-	writeJSON(w, http.StatusOK, resp)
-}
-
-// compileJQL understands the subset the simulator needs so far: no query,
-// or only an ORDER BY (which keeps insertion order). Real Jira Cloud refuses
-// both on /search/jql as unbounded ("Unbounded JQL queries are not allowed
-// here. Please add a search restriction to your query."); the simulator is
-// more lenient until it learns restrictions.
-//
-// It returns nil and Jira's kind of message for a query it cannot run.
-func compileJQL(jql string) (match func(*storedIssue) bool, msg string) {
-	q := strings.TrimSpace(jql)
-	if q == "" || strings.HasPrefix(strings.ToUpper(q), "ORDER BY") {
-		return func(*storedIssue) bool { return true }, ""
-	}
-	// A relative lower bound on updated far in the past matches everything
-	// the simulator holds (validation's bounded probe).
-	if m := relativeUpdated.FindStringSubmatch(q); m != nil {
-		return func(*storedIssue) bool { return true }, ""
-	}
-	return nil, fmt.Sprintf("Error in the JQL Query: jirasim does not support %q yet (only an empty query or ORDER BY).", jql)
-}
-
-var relativeUpdated = regexp.MustCompile(`^(?i)updated\s*>=\s*-\d+d(\s+ORDER BY .*)?$`)
-
-type fieldSel struct {
-	all     bool
-	include map[string]bool
-	exclude map[string]bool
-}
-
-func splitList(vals []string) []string {
-	var out []string
-	for _, v := range vals {
-		for _, f := range strings.Split(v, ",") {
-			if f = strings.TrimSpace(f); f != "" {
-				out = append(out, f)
-			}
-		}
-	}
-	return out
-}
-
-// selectFields reads Jira's fields parameter (several may be given, each a
-// comma list). The enhanced search's default is id only.
-func selectFields(vals []string) fieldSel {
-	sel := fieldSel{include: map[string]bool{}, exclude: map[string]bool{}}
-	for _, f := range splitList(vals) {
-		switch {
-		case f == "*all" || f == "*navigable":
-			sel.all = true
-		case strings.HasPrefix(f, "-"):
-			sel.exclude[f[1:]] = true
-		default:
-			sel.include[f] = true
-		}
-	}
-	return sel
-}
-
-// idsOnly reports a request for id and/or key only, the shape Jira serves
-// in its largest pages.
-func (f fieldSel) idsOnly() bool {
-	if f.all {
-		return false
-	}
-	for k := range f.include {
-		if k != "id" && k != "key" {
-			return false
-		}
-	}
-	return true
-}
-
-func (s *Site) renderIssue(si *storedIssue, sel fieldSel, expand []string) map[string]any {
-	out := map[string]any{"id": si.id}
-	if !sel.idsOnly() || sel.include["key"] {
-		if k, ok := si.top["key"]; ok {
-			out["key"] = k
-		}
-	}
-	if !sel.idsOnly() {
-		if v, ok := si.top["self"]; ok {
-			out["self"] = v
-		} else {
-			out["self"] = s.BaseURL + "/rest/api/3/issue/" + si.id
-		}
-		fields := map[string]json.RawMessage{}
-		for k, v := range si.fields {
-			if (sel.all || sel.include[k]) && !sel.exclude[k] {
-				fields[k] = v
-			}
-		}
-		out["fields"] = fields
-	}
-	for _, e := range expand {
-		if v, ok := si.top[e]; ok && e != "id" && e != "key" && e != "self" {
-			out[e] = v
-		}
-	}
-	return out
-}
-
-// Page tokens are opaque to clients; here they carry the offset and a hash
-// of the query they belong to, so a token replayed with another query is
-// refused as Jira refuses it.
-func encodePageToken(offset int, jql string) string {
-	return base64.RawURLEncoding.EncodeToString(fmt.Appendf(nil, "%d:%x", offset, jqlHash(jql)))
-}
-
-func decodePageToken(tok, jql string) (int, bool) {
-	b, err := base64.RawURLEncoding.DecodeString(tok)
-	if err != nil {
-		return 0, false
-	}
-	off, h, ok := strings.Cut(string(b), ":")
-	n, err := strconv.Atoi(off)
-	if !ok || err != nil || n < 0 || h != fmt.Sprintf("%x", jqlHash(jql)) {
-		return 0, false
-	}
-	return n, true
-}
-
-func jqlHash(jql string) uint64 {
-	h := fnv.New64a()
-	h.Write([]byte(strings.TrimSpace(jql)))
-	return h.Sum64()
+	fmt.Fprintf(&b, `,"isLast":%t}`, !more)
+	writeRaw(w, http.StatusOK, b.Bytes())
 }
 
 // jiraError writes Jira's error shape.
@@ -667,6 +773,10 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 		http.Error(w, err.Error(), http.StatusInternalServerError)
 		return
 	}
+	writeRaw(w, status, b)
+}
+
+func writeRaw(w http.ResponseWriter, status int, b []byte) {
 	w.Header().Set("Content-Type", "application/json;charset=UTF-8")
 	w.WriteHeader(status)
 	_, _ = w.Write(b)

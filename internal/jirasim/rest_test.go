@@ -93,7 +93,7 @@ func TestAuthentication(t *testing.T) {
 
 	// The token may also come as the jwt query parameter; its qsh covers
 	// the other parameters.
-	u, _ := url.Parse(s.BaseURL + "/rest/api/3/search/jql?jql=&maxResults=1")
+	u, _ := url.Parse(s.BaseURL + "/rest/api/3/search/jql?jql=updated+%3E%3D+-1d&maxResults=1")
 	tok, _ := atlassianjwt.Sign(s.App.Key, []byte(s.SharedSecret), http.MethodGet, u, s.ContextPath, time.Now())
 	q := u.Query()
 	q.Set("jwt", tok)
@@ -165,13 +165,13 @@ func TestLifecycleRevokesREST(t *testing.T) {
 func TestSearch(t *testing.T) {
 	t.Parallel()
 	s := newSite(t, nil)
-	if err := s.AddIssue(json.RawMessage(`{"id":"1","key":"A-1","fields":{"summary":"one","status":{"name":"Done"}},"changelog":{"histories":[]}}`)); err != nil {
+	if err := s.AddIssue(json.RawMessage(`{"id":"1","key":"A-1","fields":{"summary":"one","status":{"name":"Done"}},"changelog":{"histories":[]},"renderedFields":{"x":1}}`)); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.AddIssue(json.RawMessage(`{"id":2,"key":"A-2","self":"https://elsewhere/2","fields":{"summary":"two"}}`)); err != nil {
 		t.Fatal(err)
 	}
-	for _, bad := range []string{`[]`, `{"key":"A-3"}`, `{"id":"3","fields":[]}`, `nope`} {
+	for _, bad := range []string{`[]`, `{"key":"A-3"}`, `{"id":"3","fields":[]}`, `nope`, `{"id":"x-1"}`, `{"id":"1","key":"B-1"}`, `{"id":"9","key":"A-2"}`} {
 		if err := s.AddIssue(json.RawMessage(bad)); err == nil {
 			t.Errorf("AddIssue(%s) accepted", bad)
 		}
@@ -180,9 +180,16 @@ func TestSearch(t *testing.T) {
 		return call(t, s, http.MethodGet, "/rest/api/3/search/jql", q, s.SharedSecret, "")
 	}
 
-	get(url.Values{"jql": {""}}).want(t, 200, `{"isLast":true,"issues":[{"id":"1"},{"id":"2"}]}`)
-	r := get(url.Values{"jql": {"order by key"}, "fields": {"*all,-status"}, "expand": {"changelog"}})
-	r.want(t, 200, `"changelog":{"histories":[]}`)
+	// Jira Cloud refuses a query without a restriction.
+	get(url.Values{"jql": {""}}).want(t, 400, jirasim.MsgUnboundedJQL)
+	get(url.Values{"jql": {"order by key"}}).want(t, 400, jirasim.MsgUnboundedJQL)
+	s.AllowUnboundedJQL(true)
+	get(url.Values{"jql": {"ORDER BY id"}}).want(t, 200, `{"issues":[{"id":"1"},{"id":"2"}],"isLast":true}`)
+	s.AllowUnboundedJQL(false)
+
+	r := get(url.Values{"jql": {"project = A order by key"}, "fields": {"*all,-status"}, "expand": {"changelog,renderedFields"}})
+	r.want(t, 200, `"changelog":{"startAt":0,"maxResults":0,"total":0,"histories":[]}`)
+	r.want(t, 200, `"renderedFields":{"x":1}`)
 	var page struct {
 		Issues []struct {
 			ID, Key, Self string
@@ -196,18 +203,20 @@ func TestSearch(t *testing.T) {
 		page.Issues[0].Self != s.BaseURL+"/rest/api/3/issue/1" || page.Issues[1].Self != "https://elsewhere/2" || page.Issues[1].ID != "2" {
 		t.Errorf("page = %+v", page)
 	}
-	if strings.Contains(get(url.Values{"fields": {"summary"}}).body, "changelog") {
+	if strings.Contains(get(url.Values{"jql": {"key = A-1"}, "fields": {"summary"}}).body, "changelog") {
 		t.Error("changelog returned without expand")
 	}
 
-	r = get(url.Values{"jql": {""}, "maxResults": {"1"}, "fields": {"key"}})
+	r = get(url.Values{"jql": {"id >= 1 ORDER BY id"}, "maxResults": {"1"}, "fields": {"key"}})
 	r.want(t, 200, `"issues":[{"id":"1","key":"A-1"}]`)
 	var first struct{ NextPageToken string }
 	_ = json.Unmarshal([]byte(r.body), &first)
-	get(url.Values{"jql": {""}, "nextPageToken": {first.NextPageToken}}).want(t, 200, `{"isLast":true,"issues":[{"id":"2"}]}`)
-	get(url.Values{"jql": {"ORDER BY created"}, "nextPageToken": {first.NextPageToken}}).want(t, 400, "next page token")
-	get(url.Values{"jql": {"project = A"}}).want(t, 400, "Error in the JQL Query")
-	get(url.Values{"maxResults": {"many"}}).want(t, 400, "maxResults")
+	get(url.Values{"jql": {"id >= 1 ORDER BY id"}, "nextPageToken": {first.NextPageToken}}).want(t, 200, `{"issues":[{"id":"2"}],"isLast":true}`)
+	get(url.Values{"jql": {"id >= 1 ORDER BY created"}, "nextPageToken": {first.NextPageToken}}).want(t, 400, "next page token")
+	get(url.Values{"jql": {"project = NOPE"}}).want(t, 400, "The value 'NOPE' does not exist for the field 'project'.")
+	get(url.Values{"jql": {"project = A OR id = 1"}}).want(t, 400, "Error in the JQL Query")
+	get(url.Values{"jql": {"id >= 1"}, "maxResults": {"many"}}).want(t, 400, "maxResults")
+	call(t, s, http.MethodGet, "/rest/api/3/search", url.Values{"jql": {"id >= 1"}}, s.SharedSecret, "").want(t, 410, "/rest/api/3/search/jql")
 
 	s.SetFault(jirasim.RESTFaultSearchForbidden)
 	get(nil).want(t, 403, jirasim.MsgSearchForbidden)
@@ -215,7 +224,7 @@ func TestSearch(t *testing.T) {
 	if err := s.SetIssues(nil); err != nil {
 		t.Fatal(err)
 	}
-	get(nil).want(t, 200, `{"isLast":true,"issues":[]}`)
+	get(url.Values{"jql": {"project = A"}}).want(t, 200, `{"issues":[],"isLast":true}`)
 }
 
 func TestEmailBulkAndFaults(t *testing.T) {

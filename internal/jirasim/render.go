@@ -1,0 +1,316 @@
+package jirasim
+
+import (
+	"bytes"
+	"encoding/json"
+	"slices"
+	"strconv"
+	"strings"
+)
+
+// Embedded limits: how much of an issue's changelog and comments a search
+// (or GET issue) embeds. Atlassian documents neither for the enhanced
+// search; these are the long-observed Jira Cloud caps: expand=changelog
+// carries at most 100 histories — the most recent ones, which is why a
+// connector that keeps the embedded page loses an issue's oldest history
+// (pycontribs/jira#712 and #911, airbytehq/airbyte#33040; JRACLOUD-67458)
+// — and the comment field at most 20 comments. Both say how many there
+// are in "total", so truncation is visible: total > len(histories) or
+// len(comments). Faros reports the enhanced search embedding as few as
+// 40 histories (faros-ai/airbyte-connectors#2003); SetEmbeddedLimits
+// plays that.
+const (
+	EmbeddedChangelogMax = 100
+	EmbeddedCommentMax   = 20
+)
+
+// fieldSel is Jira's fields parameter.
+type fieldSel struct {
+	all, navigable   bool
+	include, exclude map[string]bool
+}
+
+// selectFields reads Jira's fields parameter (several may be given, each a
+// comma list). The enhanced search's default is id only.
+func selectFields(vals []string) fieldSel {
+	sel := fieldSel{include: map[string]bool{}, exclude: map[string]bool{}}
+	for _, f := range splitList(vals) {
+		switch {
+		case f == "*all":
+			sel.all = true
+		case f == "*navigable":
+			sel.navigable = true
+		case strings.HasPrefix(f, "-"):
+			sel.exclude[f[1:]] = true
+		default:
+			sel.include[f] = true
+		}
+	}
+	return sel
+}
+
+func splitList(vals []string) []string {
+	var out []string
+	for _, v := range vals {
+		for _, f := range strings.Split(v, ",") {
+			if f = strings.TrimSpace(f); f != "" {
+				out = append(out, f)
+			}
+		}
+	}
+	return out
+}
+
+// idsOnly reports a request for id and/or key only, the shape Jira serves
+// in its largest pages.
+func (f fieldSel) idsOnly() bool {
+	if f.all || f.navigable {
+		return false
+	}
+	for k := range f.include {
+		if k != "id" && k != "key" {
+			return false
+		}
+	}
+	return true
+}
+
+func (f fieldSel) wants(k string) bool {
+	if f.exclude[k] {
+		return false
+	}
+	return f.all || f.include[k] || (f.navigable && navigable(k))
+}
+
+// navigable is the /field flag *navigable follows.
+func navigable(k string) bool {
+	switch k {
+	case "comment", "worklog", "attachment", "issuelinks", "timetracking":
+		return false
+	}
+	return true
+}
+
+type renderLimits struct{ histories, comments int }
+
+// recOf is slot's content: stored, or built from the generator.
+func (st *store) recOf(c genContext, slot int32) *issueRec {
+	if rec, ok := st.recs[slot]; ok {
+		return rec
+	}
+	if int(slot) < st.nGen && st.gen != nil {
+		return st.build(c, slot)
+	}
+	return &issueRec{fields: map[string]json.RawMessage{}}
+}
+
+// materialize stores a generated issue's content so it can change.
+func (st *store) materialize(c genContext, slot int32) *issueRec {
+	rec := st.recOf(c, slot)
+	st.recs[slot] = rec
+	return rec
+}
+
+func (st *store) selfOf(c genContext, slot int32, rec *issueRec) json.RawMessage {
+	if rec.self != nil {
+		return rec.self
+	}
+	return mustJSON(c.base + "/rest/api/3/issue/" + strconv.FormatInt(st.id[slot], 10))
+}
+
+// renderIssue is slot as the search and GET issue return it.
+func (st *store) renderIssue(c genContext, slot int32, sel fieldSel, expand []string, lim renderLimits) json.RawMessage {
+	id := strconv.FormatInt(st.id[slot], 10)
+	if sel.idsOnly() {
+		var b bytes.Buffer
+		b.WriteString(`{"id":`)
+		b.Write(mustJSON(id))
+		if k := st.keyOf(slot); sel.include["key"] && k != "" {
+			b.WriteString(`,"key":`)
+			b.Write(mustJSON(k))
+		}
+		b.WriteByte('}')
+		return b.Bytes()
+	}
+	rec := st.recOf(c, slot)
+	o := newObj(16 << 10)
+	o.str("id", id).raw("self", st.selfOf(c, slot, rec))
+	if k := st.keyOf(slot); k != "" {
+		o.str("key", k)
+	}
+	fields := make(map[string]json.RawMessage, len(rec.fields)+1)
+	for k, v := range rec.fields {
+		if sel.wants(k) {
+			fields[k] = v
+		}
+	}
+	if rec.hasComments && sel.wants("comment") {
+		fields["comment"] = st.embeddedComments(c, slot, rec, lim.comments)
+	}
+	o.raw("fields", rawObject(fields))
+	for _, e := range expand {
+		switch e {
+		case "id", "key", "self", "fields":
+		case "changelog":
+			if rec.hasChangelog {
+				o.raw("changelog", embeddedChangelog(rec, lim.histories))
+			} else if v, ok := rec.extra[e]; ok {
+				o.raw(e, v)
+			}
+		default:
+			if v, ok := rec.extra[e]; ok {
+				o.raw(e, v)
+			}
+		}
+	}
+	return o.done()
+}
+
+// embeddedChangelog is the newest max histories, oldest first, with the
+// total so truncation shows.
+func embeddedChangelog(rec *issueRec, max int) json.RawMessage {
+	hs := rec.histories[len(rec.histories)-min(len(rec.histories), max):]
+	return newObj(64).val("startAt", 0).val("maxResults", len(hs)).val("total", len(rec.histories)).raw("histories", rawArray(raws(hs))).done()
+}
+
+// embeddedComments is the first max comments with the total.
+func (st *store) embeddedComments(c genContext, slot int32, rec *issueRec, max int) json.RawMessage {
+	cs := rec.comments[:min(len(rec.comments), max)]
+	return newObj(64).raw("comments", rawArray(raws(cs))).str("self", c.base+"/rest/api/3/issue/"+strconv.FormatInt(st.id[slot], 10)+"/comment").
+		val("maxResults", len(cs)).val("total", len(rec.comments)).val("startAt", 0).done()
+}
+
+func raws(es []entry) []json.RawMessage {
+	out := make([]json.RawMessage, len(es))
+	for i, e := range es {
+		out[i] = e.raw
+	}
+	return out
+}
+
+// sortedEntries orders histories or comments by created, then id.
+func sortedEntries(es []entry) {
+	slices.SortStableFunc(es, func(a, b entry) int {
+		if a.at != b.at {
+			if a.at < b.at {
+				return -1
+			}
+			return 1
+		}
+		switch {
+		case a.id < b.id:
+			return -1
+		case a.id > b.id:
+			return 1
+		}
+		return 0
+	})
+}
+
+// jsonObj writes a JSON object member by member. Raw values go in as
+// they are — everything the simulator stores is compact JSON already — so
+// nested documents are not re-validated at every level, which is what
+// json.Marshal of a json.RawMessage does and what made rendering slow.
+type jsonObj struct{ buf []byte }
+
+func newObj(size int) *jsonObj { return &jsonObj{buf: append(make([]byte, 0, size), '{')} }
+
+func (o *jsonObj) key(k string) {
+	if len(o.buf) > 1 {
+		o.buf = append(o.buf, ',')
+	}
+	o.buf = append(o.buf, '"')
+	o.buf = append(o.buf, k...) // keys are plain identifiers
+	o.buf = append(o.buf, '"', ':')
+}
+
+func (o *jsonObj) raw(k string, v []byte) *jsonObj {
+	o.key(k)
+	o.buf = append(o.buf, v...)
+	return o
+}
+
+func (o *jsonObj) str(k, v string) *jsonObj {
+	o.key(k)
+	o.buf = appendJSONString(o.buf, v)
+	return o
+}
+
+// appendJSONString appends s as a JSON string. Unlike encoding/json it
+// leaves <, > and & alone; both are valid JSON.
+func appendJSONString(b []byte, s string) []byte {
+	b = append(b, '"')
+	start := 0
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c >= 0x20 && c != '"' && c != '\\' {
+			continue
+		}
+		b = append(b, s[start:i]...)
+		switch c {
+		case '"', '\\':
+			b = append(b, '\\', c)
+		case '\n':
+			b = append(b, '\\', 'n')
+		case '\t':
+			b = append(b, '\\', 't')
+		case '\r':
+			b = append(b, '\\', 'r')
+		default:
+			b = append(b, '\\', 'u', '0', '0', "0123456789abcdef"[c>>4], "0123456789abcdef"[c&0xf])
+		}
+		start = i + 1
+	}
+	b = append(b, s[start:]...)
+	return append(b, '"')
+}
+
+func (o *jsonObj) val(k string, v any) *jsonObj { return o.raw(k, mustJSON(v)) }
+
+func (o *jsonObj) done() json.RawMessage { return append(o.buf, '}') }
+
+// rawObject writes a map with sorted keys, values as they are.
+func rawObject(m map[string]json.RawMessage) json.RawMessage {
+	keys := make([]string, 0, len(m))
+	size := 2
+	for k, v := range m {
+		keys = append(keys, k)
+		size += len(k) + len(v) + 4
+	}
+	slices.Sort(keys)
+	o := newObj(size)
+	for _, k := range keys {
+		if strings.ContainsAny(k, "\"\\") {
+			o.key(strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(k))
+			o.buf = append(o.buf, m[k]...)
+			continue
+		}
+		o.raw(k, m[k])
+	}
+	return o.done()
+}
+
+// rawArray writes raw values as a JSON array.
+func rawArray(vs []json.RawMessage) json.RawMessage {
+	size := 2
+	for _, v := range vs {
+		size += len(v) + 1
+	}
+	b := append(make([]byte, 0, size), '[')
+	for i, v := range vs {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, v...)
+	}
+	return append(b, ']')
+}
+
+// compactJSON is raw without insignificant space (input from AddIssue).
+func compactJSON(raw json.RawMessage) json.RawMessage {
+	var b bytes.Buffer
+	if json.Compact(&b, raw) != nil {
+		return raw
+	}
+	return b.Bytes()
+}
