@@ -2,7 +2,7 @@
 GO      ?= go
 PKGS    ?= ./...
 
-.PHONY: run test test-short lint bench demo build
+.PHONY: run test test-short lint bench demo build bench-load
 
 ## run: the service on the embedded default (SQLite under ./data, http://localhost:8080)
 run:
@@ -22,6 +22,10 @@ test:
 	  if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
 	./scripts/with-testpg.sh $(GO) test -race -count=1 $(PKGS)
 
+## demo: a first look — the service, a simulated Jira site, pairing, a full sync
+demo:
+	$(GO) run ./cmd/connect demo
+
 ## lint: go vet and gofmt (staticcheck when installed)
 lint:
 	$(GO) vet $(PKGS)
@@ -31,3 +35,8 @@ lint:
 ## bench: micro-benchmarks of the hot paths (see BENCHMARKS.md for the load runs)
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./internal/atlassianjwt/
+
+## bench-load: JWT-verified webhook load on PostgreSQL against the built binary (see BENCHMARKS.md)
+.PHONY: bench-load
+bench-load:
+	GO=$(GO) ./scripts/bench-webhooks.sh

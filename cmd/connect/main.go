@@ -27,6 +27,7 @@ const usage = `usage: connect [command]
 commands:
   serve     run the HTTP service (default)
   migrate   apply database migrations and exit
+  demo      a first look: the service, a simulated Jira site, pairing and a full sync
   keygen    print a new ENCRYPTION_KEYS entry
   tenants create --name NAME     create a tenant; prints {"tenant_id", "api_key"} (the key is shown once)
   apikeys create --tenant ID     add an API key to a tenant; prints {"tenant_id", "api_key", "prefix"}
@@ -47,6 +48,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return migrate(ctx, getenv, stdout, stderr)
 	case "tenants", "apikeys":
 		return admin(ctx, cmd, args, getenv, stdout, stderr)
+	case "demo":
+		return demo(ctx, args, stdout, stderr)
 	case "keygen":
 		return keygen(stdout)
 	case "help", "-h", "--help":

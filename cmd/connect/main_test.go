@@ -157,3 +157,18 @@ func TestAdminCommands(t *testing.T) {
 		}
 	}
 }
+
+// TestDemo runs `connect demo` end to end on a small simulated site.
+func TestDemo(t *testing.T) {
+	var out lockedBuffer
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	if err := run(ctx, []string{"demo", "-issues", "300"}, func(string) string { return "" }, &out, io.Discard); err != nil {
+		t.Fatalf("demo: %v\n%s", err, out.String())
+	}
+	for _, want := range []string{"installed the app", "Generate key", "site_reachable  pass", "Full sync succeeded", "300 issues"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("demo output lacks %q:\n%s", want, out.String())
+		}
+	}
+}
