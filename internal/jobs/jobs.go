@@ -319,11 +319,13 @@ func (j *Jobs) Stop(ctx context.Context) error {
 		return nil
 	}
 
+	// A short grace for jobs to finish, then cancel: syncs checkpoint every
+	// page, so a cancelled one resumes elsewhere losing at most a page, and
+	// a deploy should not wait on an hour-long sync.
 	soft := ctx
 	if deadline, ok := ctx.Deadline(); ok {
-		left := time.Until(deadline)
 		var cancel context.CancelFunc
-		soft, cancel = context.WithDeadline(ctx, deadline.Add(-min(left/5, 5*time.Second)))
+		soft, cancel = context.WithTimeout(ctx, min(time.Until(deadline)/3, 3*time.Second))
 		defer cancel()
 	}
 	if err := j.client.Stop(soft); err == nil {
