@@ -177,11 +177,13 @@ func New(cfg *config.Config, log *slog.Logger, db *store.DB, kr *secrets.KeyRing
 	sources := ConnectSources(dir, cfg.AppKey, now)
 	syncer := &ingest.Syncer{DB: db, Sources: sources, Now: now, Log: log}
 	webhooks := &ingest.Webhooks{DB: db, Sources: sources, Now: now}
+	maint := &maintenance{db: db, now: now, log: log}
 	bg, err := jobs.New(db, jobs.Config{SyncInterval: cfg.SyncInterval, SyncTimeout: cfg.SyncTimeout, Workers: cfg.Workers,
-		PollInterval: cfg.JobsPollInterval, Logger: log}, syncer, webhooks, db)
+		PollInterval: cfg.JobsPollInterval, Logger: log}, syncer, webhooks, maint)
 	if err != nil {
 		return nil, err
 	}
+	maint.enqueue = bg.EnqueueWebhook
 	webhooks.Enqueue = bg.EnqueueWebhook
 	ints.Queue = bg
 	metrics := httpapi.NewMetrics()

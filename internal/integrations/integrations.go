@@ -260,8 +260,17 @@ func (s *Service) Update(ctx context.Context, tenantID, id string, in Input) (*I
 	return view(it), nil
 }
 
-// Delete removes the tenant's integration (and with it the link).
+// Delete removes the tenant's integration, its link and its ingested data
+// (the foreign keys cascade), after stopping its jobs.
 func (s *Service) Delete(ctx context.Context, tenantID, id string) error {
+	if _, err := s.DB.GetIntegration(ctx, tenantID, id); err != nil {
+		return err
+	}
+	if s.Queue != nil {
+		if err := s.Queue.CancelIntegration(ctx, id); err != nil {
+			return err
+		}
+	}
 	return s.DB.DeleteIntegration(ctx, tenantID, id)
 }
 
@@ -326,6 +335,12 @@ func (s *Service) InstallationChanged(ctx context.Context, clientKey, event stri
 	switch event {
 	case "uninstalled":
 		it.Status, it.StatusReason = StatusUninstalled, ReasonAppUninstalled
+		if s.Queue != nil {
+			// No more syncs; the data stays until the retention purge.
+			if err := s.Queue.CancelIntegration(ctx, it.ID); err != nil {
+				return err
+			}
+		}
 	case "disabled":
 		it.Status, it.StatusReason = StatusFailing, ReasonAppDisabled
 	case "enabled":

@@ -13,6 +13,7 @@ import (
 // SyncQueue schedules syncs (River jobs).
 type SyncQueue interface {
 	EnqueueSync(ctx context.Context, integrationID, mode string) (bool, error)
+	CancelIntegration(ctx context.Context, integrationID string) error
 }
 
 // Issue is the API's view of an ingested issue.

@@ -164,7 +164,20 @@ func (w *scheduleWorker) Work(ctx context.Context, _ *river.Job[scheduleArgs]) e
 		}
 	}
 	w.j.log.InfoContext(ctx, "periodic sync scheduled", "integrations", len(ids), "enqueued", enqueued)
+	// Housekeeping rides on the same leader-only schedule.
+	if m, ok := w.j.integrations.(Maintainer); ok {
+		if err := m.Maintain(ctx); err != nil {
+			w.j.log.WarnContext(ctx, "maintenance failed", "error", err.Error())
+		}
+	}
 	return nil
+}
+
+// Maintainer is optionally implemented by the Integrations given to New:
+// housekeeping run with every periodic schedule (retention purges, webhook
+// events whose job was never enqueued).
+type Maintainer interface {
+	Maintain(ctx context.Context) error
 }
 
 func chunks[T any](s []T, n int) func(yield func([]T) bool) {

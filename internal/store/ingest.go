@@ -506,3 +506,53 @@ func (d *DB) CountIngested(ctx context.Context, integrationID string) (map[strin
 	}
 	return out, nil
 }
+
+// PurgeExpired deletes the ingested data of integrations whose installation
+// was uninstalled longer ago than the retention (purge_after passed), and
+// clears purge_after so each is purged once. It returns how many
+// integrations were purged.
+func (d *DB) PurgeExpired(ctx context.Context, now time.Time) (int, error) {
+	var keys []string
+	if err := d.Gorm.WithContext(ctx).Model(&Installation{}).Where("state = ? AND purge_after IS NOT NULL AND purge_after <= ?",
+		StateUninstalled, normTime(now)).Pluck("client_key", &keys).Error; err != nil {
+		return 0, mapError(err, "installations")
+	}
+	purged := 0
+	for _, ck := range keys {
+		err := d.Tx(ctx, func(tx *DB) error {
+			g := tx.Gorm.WithContext(ctx)
+			var ids []string
+			if err := g.Model(&Integration{}).Where("client_key = ?", ck).Pluck("id", &ids).Error; err != nil {
+				return mapError(err, "integrations")
+			}
+			for _, m := range []any{&JiraTransition{}, &JiraFieldChange{}, &JiraComment{}, &JiraIssue{}, &JiraUser{}, &SyncCheckpoint{}} {
+				if len(ids) > 0 {
+					if err := g.Where("integration_id IN ?", ids).Delete(m).Error; err != nil {
+						return mapError(err, "purge")
+					}
+				}
+			}
+			if err := g.Where("client_key = ?", ck).Delete(&ConnectKey{}).Error; err != nil {
+				return mapError(err, "purge")
+			}
+			if err := g.Where("client_key = ?", ck).Delete(&WebhookEvent{}).Error; err != nil {
+				return mapError(err, "purge")
+			}
+			return mapError(g.Model(&Installation{}).Where("client_key = ?", ck).Update("purge_after", nil).Error, "installation")
+		})
+		if err != nil {
+			return purged, err
+		}
+		purged++
+	}
+	return purged, nil
+}
+
+// StaleWebhookEventIDs lists unprocessed events received before `before`:
+// their job was never enqueued (a crash between commit and enqueue).
+func (d *DB) StaleWebhookEventIDs(ctx context.Context, before time.Time, limit int) ([]int64, error) {
+	var ids []int64
+	err := d.Gorm.WithContext(ctx).Model(&WebhookEvent{}).Where("processed_at IS NULL AND received_at < ? AND attempts = 0", normTime(before)).
+		Order("id").Limit(limit).Pluck("id", &ids).Error
+	return ids, mapError(err, "webhook events")
+}
