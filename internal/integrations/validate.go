@@ -129,9 +129,16 @@ func (v *Validator) run(ctx context.Context, it *store.Integration) *Validation 
 
 	started = time.Now()
 	info, err := client.ServerInfo(ctx)
+	var me *jira.User
+	if err == nil {
+		me, err = client.Myself(ctx)
+	}
 	msg := ""
 	if err == nil {
-		msg = fmt.Sprintf("The app called %s (Jira %s) with its signed token.", entry.BaseURL, info.Version)
+		// The site's zone, as Jira reports it for the app's user, next to
+		// the integration's: dates without an offset are read in the latter.
+		msg = fmt.Sprintf("The app called %s (Jira %s) with its signed token. Jira's time zone: %s; this integration's: %s.",
+			entry.BaseURL, info.Version, orUnknown(me.TimeZone), it.Timezone)
 	}
 	if !add(CheckReachable, started, explain(err, entry.BaseURL, CheckReachable), msg) {
 		skip(CheckSearch, CheckEmails)
@@ -144,7 +151,9 @@ func (v *Validator) run(ctx context.Context, it *store.Integration) *Validation 
 	add(CheckSearch, started, explain(err, entry.BaseURL, CheckSearch), "The app can search issues.")
 
 	started = time.Now()
-	err = v.emails(ctx, client)
+	_, err = client.UserEmails(ctx, []string{me.AccountID})
+	// Asking for the app user's own email is enough to learn whether Jira
+	// lets the app read email addresses at all.
 	add(CheckEmails, started, explain(err, entry.BaseURL, CheckEmails), "The app can read users' email addresses.")
 
 	out.OK = true
@@ -174,15 +183,11 @@ func (v *Validator) installation(ctx context.Context, it *store.Integration) (*l
 	return e, nil
 }
 
-// emails asks for the email of the app's own user: enough to learn whether
-// Jira lets the app read email addresses at all.
-func (v *Validator) emails(ctx context.Context, c *jira.Client) error {
-	me, err := c.Myself(ctx)
-	if err != nil {
-		return err
+func orUnknown(s string) string {
+	if s == "" {
+		return "unknown"
 	}
-	_, err = c.UserEmails(ctx, []string{me.AccountID})
-	return err
+	return s
 }
 
 // explain turns a Jira client error into a sentence for a person.
