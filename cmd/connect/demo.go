@@ -61,19 +61,11 @@ func demo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	log := app.NewLogger(cfg, stderr)
-	kr, err := secrets.ParseKeyRing(spec)
+	a, err := app.Open(ctx, cfg, log, app.Options{})
 	if err != nil {
 		return err
 	}
-	db, err := app.OpenStore(ctx, cfg, log)
-	if err != nil {
-		return err
-	}
-	defer db.Close()
-	a, err := app.New(cfg, log, db, kr, app.Options{})
-	if err != nil {
-		return err
-	}
+	defer a.Close()
 	srv := app.NewServer(a.Handler, log)
 	go func() { _ = srv.Serve(ln) }()
 	defer srv.Close()

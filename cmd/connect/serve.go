@@ -22,19 +22,11 @@ func serve(ctx context.Context, getenv func(string) string, logw io.Writer, list
 		return err
 	}
 	log := app.NewLogger(cfg, logw)
-	kr, err := app.KeyRing(cfg, log)
+	a, err := app.Open(ctx, cfg, log, app.Options{})
 	if err != nil {
 		return err
 	}
-	db, err := app.OpenStore(ctx, cfg, log)
-	if err != nil {
-		return err
-	}
-	defer db.Close()
-	a, err := app.New(cfg, log, db, kr, app.Options{})
-	if err != nil {
-		return err
-	}
+	defer a.Close()
 	bg, stopBackground := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopBackground() // after the HTTP server has drained (deferred LIFO, before db.Close)
 	if err := a.Start(bg); err != nil {

@@ -135,9 +135,12 @@ func (r *result) writeText(w io.Writer) {
 	if worst := r.slowestSeconds(3); len(worst) > 0 {
 		p("slowest      %s (max latency by second of the measured phase)", strings.Join(worst, ", "))
 	}
-	srv := "unknown"
+	srv, perReq := "unknown", "unknown"
 	if r.CPU.ServerCores != nil {
 		srv = fmt.Sprintf("%.2f", *r.CPU.ServerCores)
+		if r.ReqPerSec > 0 {
+			perReq = fmt.Sprintf("%.0f", *r.CPU.ServerCores/r.ReqPerSec*1e6)
+		}
 	}
 	other := "unknown"
 	if c := r.CPU; c.MachineCores != nil {
@@ -147,6 +150,7 @@ func (r *result) writeText(w io.Writer) {
 			other = fmt.Sprintf("%.2f", *c.OtherCores)
 			p("             everything else (PostgreSQL, kernel threads, other processes): %s cores", other)
 		}
+		p("             server CPU per request %s µs (rises when the host's cores are shared with other guests, which steal does not always show)", perReq)
 	} else {
 		p("cpu          server %s cores, loadgen %.2f cores (measured phase)", srv, r.CPU.LoadgenCores)
 	}
@@ -166,8 +170,8 @@ func (r *result) writeText(w io.Writer) {
 	if r.DBWebhooks != nil {
 		dbx = r.DBWebhooks.Transactions
 	}
-	p("RESULT requests=%d errors=%d rps=%.0f p50_ms=%.2f p90_ms=%.2f p99_ms=%.2f max_ms=%.2f server_cores=%s loadgen_cores=%.2f other_cores=%s db_xacts=%d",
-		r.Requests, r.Errors+r.WarmupErrors, r.ReqPerSec, l.P50, l.P90, l.P99, l.Max, srv, r.CPU.LoadgenCores, other, dbx)
+	p("RESULT requests=%d errors=%d rps=%.0f p50_ms=%.2f p90_ms=%.2f p99_ms=%.2f max_ms=%.2f server_cores=%s loadgen_cores=%.2f other_cores=%s server_us_per_req=%s db_xacts=%d",
+		r.Requests, r.Errors+r.WarmupErrors, r.ReqPerSec, l.P50, l.P90, l.P99, l.Max, srv, r.CPU.LoadgenCores, other, perReq, dbx)
 	if r.disturbed() {
 		p("WARNING      %s cores went to something other than the server and loadgen: another process shared the machine; these figures are not clean", other)
 	}

@@ -147,6 +147,28 @@ func KeyRing(cfg *config.Config, log *slog.Logger) (*secrets.KeyRing, error) {
 	return kr, nil
 }
 
+// Open opens (and migrates) the configured database and wires the service
+// on it; Close releases it.
+func Open(ctx context.Context, cfg *config.Config, log *slog.Logger, opts Options) (*App, error) {
+	kr, err := KeyRing(cfg, log)
+	if err != nil {
+		return nil, err
+	}
+	db, err := OpenStore(ctx, cfg, log)
+	if err != nil {
+		return nil, err
+	}
+	a, err := New(cfg, log, db, kr, opts)
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	return a, nil
+}
+
+// Close closes the database; call it after Stop.
+func (a *App) Close() error { return a.DB.Close() }
+
 // New wires the service on an open, migrated database.
 func New(cfg *config.Config, log *slog.Logger, db *store.DB, kr *secrets.KeyRing, opts Options) (*App, error) {
 	now := opts.Now

@@ -43,9 +43,14 @@ func (h *handlers) requireAPIKey(c *gin.Context) {
 
 func tenantOf(c *gin.Context) string { return c.GetString(ctxTenantID) }
 
-// bindStrict decodes a JSON body, refusing unknown fields, trailing data and
-// bodies over the limit, with one message per offending field.
-func bindStrict(c *gin.Context, v any) error {
+// bindStrict decodes a JSON body of the SEI API, refusing unknown fields,
+// trailing data and bodies over the limit, with one message per offending
+// field.
+func bindStrict(c *gin.Context, v any) error { return decodeBody(c, v, true) }
+
+// decodeBody reads one JSON value from the size-limited body; strict
+// refuses unknown fields and names them.
+func decodeBody(c *gin.Context, v any, strict bool) error {
 	body, err := io.ReadAll(c.Request.Body)
 	if err != nil {
 		var mbe *http.MaxBytesError
@@ -55,7 +60,9 @@ func bindStrict(c *gin.Context, v any) error {
 		return apperr.Wrap(err, apperr.Invalid, "cannot read the request body")
 	}
 	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.DisallowUnknownFields()
+	if strict {
+		dec.DisallowUnknownFields()
+	}
 	if err := dec.Decode(v); err != nil {
 		var te *json.UnmarshalTypeError
 		switch {

@@ -1,9 +1,6 @@
 package httpapi
 
 import (
-	"bytes"
-	"encoding/json"
-	"errors"
 	"io"
 	"net/http"
 	"strings"
@@ -42,26 +39,10 @@ func (h *handlers) descriptor(c *gin.Context) {
 	c.Data(http.StatusOK, "application/json; charset=utf-8", h.Descriptor.JSON)
 }
 
-// decodeJSON reads one JSON value from the (size-limited) body. Malformed
-// input is the caller's fault: 400, never 500.
-func decodeJSON(c *gin.Context, v any) error {
-	body, err := io.ReadAll(c.Request.Body)
-	if err != nil {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			return err
-		}
-		return apperr.Wrap(err, apperr.Invalid, "cannot read the request body")
-	}
-	dec := json.NewDecoder(bytes.NewReader(body))
-	if err := dec.Decode(v); err != nil {
-		return apperr.New(apperr.Invalid, "malformed JSON body")
-	}
-	if dec.More() {
-		return apperr.New(apperr.Invalid, "malformed JSON body: trailing data")
-	}
-	return nil
-}
+// decodeJSON reads one JSON value from the (size-limited) body of a call
+// from Jira, tolerating fields Atlassian adds over time. Malformed input is
+// the caller's fault: 400, never 500.
+func decodeJSON(c *gin.Context, v any) error { return decodeBody(c, v, false) }
 
 // verifyInstall authenticates installed/uninstalled: an RS256 token signed
 // by Atlassian's install key whose iss is the body's clientKey. The token is
