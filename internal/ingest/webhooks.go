@@ -75,6 +75,13 @@ func (w *Webhooks) Accept(ctx context.Context, clientKey string, body []byte) er
 	if err != nil {
 		return err
 	}
+	// A site not linked to an integration has nothing to keep fresh; its
+	// first sync after linking reads everything anyway.
+	if _, err := w.DB.IntegrationByClientKey(ctx, clientKey); apperr.CodeOf(err) == apperr.NotFound {
+		return nil
+	} else if err != nil {
+		return err
+	}
 	e := &store.WebhookEvent{ClientKey: clientKey, Event: n.Event, IssueID: n.IssueID, IssueKey: n.IssueKey,
 		JiraTimestamp: n.Timestamp, ReceivedAt: w.Now().UTC()}
 	if err := w.DB.InsertWebhookEvent(ctx, e); err != nil {
