@@ -99,9 +99,12 @@ const (
 	webhookRetryCap    = time.Hour
 	maxSnoozes         = 20
 	// A running job whose replica died is handed to another replica only
-	// after its timeout plus this margin: earlier, a sync that ignores its
-	// context a little too long could run twice.
-	rescueMargin = 15 * time.Minute
+	// after its timeout plus a margin: earlier, a sync that ignores its
+	// context a little too long could run twice. The margin is a quarter
+	// of the sync timeout within these bounds (15m for the default 1h), so
+	// a short SYNC_TIMEOUT also recovers a crashed sync quickly.
+	rescueMarginMin = 10 * time.Second
+	rescueMarginMax = 15 * time.Minute
 	// pgxpool size per replica (River's own queries, plus LISTEN on one).
 	pgMaxConns = 8
 )
@@ -237,7 +240,8 @@ func New(db *store.DB, cfg Config, s Syncer, w WebhookProcessor, in Integrations
 		PeriodicJobs:         []*river.PeriodicJob{j.periodicSchedule()},
 		FetchPollInterval:    cfg.PollInterval,
 		FetchCooldown:        min(river.FetchCooldownDefault, cfg.PollInterval),
-		RescueStuckJobsAfter: max(cfg.SyncTimeout, webhookTimeout, scheduleTimeout) + rescueMargin,
+		RescueStuckJobsAfter: rescueAfter(cfg.SyncTimeout),
+		JobTimeout:           cfg.SyncTimeout, // unused (every worker sets Timeout); River wants it <= the above
 		ErrorHandler:         &errorHandler{log: cfg.Logger},
 		TestOnly:             cfg.testOnly,
 	}
@@ -278,6 +282,17 @@ func New(db *store.DB, cfg Config, s Syncer, w WebhookProcessor, in Integrations
 		return nil, fmt.Errorf("jobs: unsupported dialect %q", db.Dialect())
 	}
 	return j, nil
+}
+
+// rescueAfter is how long a job may stay running before River rescues it:
+// the sync timeout plus a quarter of it, at least rescueMarginMin and at
+// most rescueMarginMax more (1h15m for the default 1h). Webhook and
+// schedule jobs need no term of their own: River's rescuer leaves a job
+// alone until its kind's Timeout has passed, so with a sync timeout under
+// their 2m they are rescued at 2m, without margin (running one twice is
+// harmless: both are idempotent).
+func rescueAfter(syncTimeout time.Duration) time.Duration {
+	return syncTimeout + min(max(syncTimeout/4, rescueMarginMin), rescueMarginMax)
 }
 
 // Start starts fetching and working jobs, and taking part in leader
