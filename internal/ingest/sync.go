@@ -131,6 +131,11 @@ func (s *Syncer) Sync(ctx context.Context, integrationID, mode string) (err erro
 	}
 	r := &run{s: s, it: it, users: newUserSet(),
 		rec: store.SyncRun{ID: uuid.Must(uuid.NewV7()).String(), IntegrationID: it.ID, Mode: mode, State: StateRunning, StartedAt: s.Now().UTC()}}
+	// One sync per integration runs at a time, so any run still marked
+	// running died with its process: say so instead of "running" forever.
+	if err := s.DB.InterruptRuns(ctx, it.ID, r.rec.StartedAt); err != nil {
+		return err
+	}
 	if err := s.DB.StartRun(ctx, &r.rec); err != nil {
 		return err
 	}
@@ -190,17 +195,21 @@ func quote(s string) string {
 	return `"` + strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(s) + `"`
 }
 
-// visibleIDs lists every issue id the app can see, per project, with
-// id-only searches (Jira's largest pages); sorted ascending overall.
-func (r *run) visibleIDs(ctx context.Context, projects []string) (map[string][]int64, []int64, error) {
-	byProject := map[string][]int64{}
-	var all []int64
-	for _, p := range projects {
-		q := Query{JQL: "project = " + quote(p) + " ORDER BY id ASC", Fields: []string{"id"}, MaxResults: r.s.SweepPageSize}
+// visibleIDs lists the ids of every issue the app can see with id-only
+// searches (Jira's largest pages), Parallel projects at once (a site's
+// round trip is paid per page: read one project after another, the pages
+// of a large site add up to seconds). fn gets each project's ids in
+// ascending order, with the project's index in projects, one call at a
+// time.
+func (r *run) visibleIDs(ctx context.Context, projects []string, fn func(i int, ids []int64)) error {
+	var mu sync.Mutex
+	return parallel(ctx, r.s.Parallel, indexes(len(projects)), func(ctx context.Context, i int) error {
+		var ids []int64
+		q := Query{JQL: "project = " + quote(projects[i]) + " ORDER BY id ASC", Fields: []string{"id"}, MaxResults: r.s.SweepPageSize}
 		for {
 			issues, next, err := r.src.Search(ctx, q)
 			if err != nil {
-				return nil, nil, err
+				return err
 			}
 			for _, raw := range issues {
 				var v struct {
@@ -208,7 +217,7 @@ func (r *run) visibleIDs(ctx context.Context, projects []string) (map[string][]i
 				}
 				if json.Unmarshal(raw, &v) == nil {
 					if id, err := strconv.ParseInt(v.ID, 10, 64); err == nil {
-						byProject[p] = append(byProject[p], id)
+						ids = append(ids, id)
 					}
 				}
 			}
@@ -217,11 +226,20 @@ func (r *run) visibleIDs(ctx context.Context, projects []string) (map[string][]i
 			}
 			q.PageToken = next
 		}
-		slices.Sort(byProject[p])
-		all = append(all, byProject[p]...)
+		slices.Sort(ids)
+		mu.Lock()
+		defer mu.Unlock()
+		fn(i, ids)
+		return nil
+	})
+}
+
+func indexes(n int) []int {
+	out := make([]int, n)
+	for i := range out {
+		out[i] = i
 	}
-	slices.Sort(all)
-	return byProject, slices.Compact(all), nil
+	return out
 }
 
 func (r *run) full(ctx context.Context, projects []string, cps map[string]string) error {
@@ -232,24 +250,23 @@ func (r *run) full(ctx context.Context, projects []string, cps map[string]string
 		}
 	} else {
 		pl.StartedAt = r.s.Now().UTC()
-		byProject, _, err := r.visibleIDs(ctx, projects)
-		if err != nil {
-			return err
-		}
-		for _, p := range projects {
-			ids := byProject[p]
+		byProject := make([][]partition, len(projects)) // in project order, however the listing interleaves
+		if err := r.visibleIDs(ctx, projects, func(pi int, ids []int64) {
 			for i := 0; i < len(ids); i += r.s.PartitionSize {
 				end := min(i+r.s.PartitionSize, len(ids)) - 1
-				pl.Partitions = append(pl.Partitions, partition{Project: p, From: ids[i], To: ids[end]})
+				byProject[pi] = append(byProject[pi], partition{Project: projects[pi], From: ids[i], To: ids[end]})
 			}
+		}); err != nil {
+			return err
 		}
+		pl.Partitions = slices.Concat(byProject...)
 		raw, _ := json.Marshal(pl)
 		if err := r.s.DB.SaveCheckpoint(ctx, &store.SyncCheckpoint{IntegrationID: r.it.ID, Partition: cpPlan, Position: string(raw)}); err != nil {
 			return err
 		}
 	}
 
-	if err := r.parallel(ctx, pl.Partitions, func(ctx context.Context, p partition) error {
+	if err := parallel(ctx, r.s.Parallel, pl.Partitions, func(ctx context.Context, p partition) error {
 		last := p.From - 1
 		if pos, ok := cps[p.name()]; ok {
 			if v, err := strconv.ParseInt(pos, 10, 64); err == nil {
@@ -306,39 +323,114 @@ func (r *run) incremental(ctx context.Context, projects []string, watermark stri
 
 // pages pages through a search, completing truncated changelogs and
 // comments, and writes each page with the checkpoint that follows it.
+//
+// The next page is requested as soon as a page arrives, so reading from
+// Jira overlaps transforming and writing (a site's round trip is spent
+// once per page, not twice); at most one page is read ahead, so memory
+// stays bounded by two pages per partition.
 func (r *run) pages(ctx context.Context, jql string, checkpoint func([]*Rows) *store.SyncCheckpoint) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel() // abandons a page read ahead when this one fails
 	q := Query{JQL: jql, Fields: SearchFields(r.tr.Meta, r.tr.Exclude), Changelog: true, MaxResults: r.s.PageSize}
+	type page struct {
+		raws []json.RawMessage
+		next string
+		err  error
+	}
+	fetch := func(q Query) <-chan page {
+		ch := make(chan page, 1)
+		go func() {
+			raws, next, err := r.src.Search(ctx, q)
+			ch <- page{raws, next, err}
+		}()
+		return ch
+	}
+	ahead := fetch(q)
 	for {
-		raws, next, err := r.src.Search(ctx, q)
-		if err != nil {
-			return err
+		p := <-ahead
+		if p.err != nil {
+			return p.err
 		}
-		if len(raws) > 0 {
-			batch := make([]*Rows, 0, len(raws))
-			for _, raw := range raws {
-				rows, err := r.issue(ctx, raw)
-				if err != nil {
-					return err
-				}
-				batch = append(batch, rows)
+		if p.next != "" {
+			q.PageToken = p.next
+			ahead = fetch(q)
+		}
+		if len(p.raws) > 0 {
+			batch, err := r.batch(ctx, p.raws)
+			if err != nil {
+				return err
 			}
 			if err := r.write(ctx, batch, checkpoint(batch)); err != nil {
 				return err
 			}
 		}
-		if next == "" {
+		if p.next == "" {
 			return nil
 		}
-		q.PageToken = next
 	}
 }
 
-// issue transforms one raw issue, fetching what Jira did not embed.
-func (r *run) issue(ctx context.Context, raw json.RawMessage) (*Rows, error) {
-	p, err := Parse(raw)
-	if err != nil {
-		return nil, apperr.Wrap(err, apperr.Internal, "unreadable issue from Jira")
+// completeConcurrency bounds the issues of one page whose changelog or
+// comments are being fetched at once; the Jira client's limiter still
+// decides how many requests are in flight.
+const completeConcurrency = 8
+
+// batch transforms a page of raw issues, in order. Issues that Jira
+// embedded in full are transformed at once; the few whose changelog or
+// comments must be fetched are completed concurrently, so their round
+// trips overlap instead of adding up.
+func (r *run) batch(parent context.Context, raws []json.RawMessage) ([]*Rows, error) {
+	out := make([]*Rows, len(raws))
+	errs := make([]error, len(raws))
+	ctx, cancel := context.WithCancelCause(parent)
+	defer cancel(nil)
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, completeConcurrency)
+	for i, raw := range raws {
+		p, err := Parse(raw)
+		if err != nil {
+			cancel(apperr.Wrap(err, apperr.Internal, "unreadable issue from Jira"))
+			break
+		}
+		if !p.ChangelogTruncated() && !p.CommentsIncomplete() {
+			if out[i], err = r.tr.Rows(p); err != nil {
+				cancel(err)
+				break
+			}
+			continue
+		}
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+		}
+		if ctx.Err() != nil {
+			break
+		}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			if out[i], errs[i] = r.complete(ctx, p); errs[i] != nil {
+				cancel(errs[i]) // the first failure is the cause; later ones follow from it
+			}
+		})
 	}
+	wg.Wait()
+	if parent.Err() != nil {
+		// Cancelled from outside: the first call it interrupted says so.
+		for _, err := range errs {
+			if err != nil {
+				return nil, err
+			}
+		}
+		return nil, parent.Err()
+	}
+	if err := context.Cause(ctx); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// complete fetches what Jira did not embed of an issue and transforms it.
+func (r *run) complete(ctx context.Context, p *Parsed) (*Rows, error) {
 	id := strconv.FormatInt(p.ID, 10)
 	if p.ChangelogTruncated() {
 		// /changelog/bulkfetch is not open to Connect apps, so page the
@@ -419,10 +511,12 @@ func (r *run) write(ctx context.Context, batch []*Rows, cp *store.SyncCheckpoint
 // sweep deletes stored issues the app can no longer see: deleted in Jira,
 // moved to a project out of reach, or made private.
 func (r *run) sweep(ctx context.Context, projects []string) error {
-	_, visible, err := r.visibleIDs(ctx, projects)
-	if err != nil {
+	var visible []int64
+	if err := r.visibleIDs(ctx, projects, func(_ int, ids []int64) { visible = append(visible, ids...) }); err != nil {
 		return err
 	}
+	slices.Sort(visible)
+	visible = slices.Compact(visible)
 	var gone []int64
 	after := int64(-1 << 63)
 	for {
@@ -445,25 +539,25 @@ func (r *run) sweep(ctx context.Context, projects []string) error {
 	return err
 }
 
-// parallel runs fn over the partitions with at most Parallel at once; the
-// first error cancels the rest.
-func (r *run) parallel(ctx context.Context, parts []partition, fn func(context.Context, partition) error) error {
+// parallel runs fn over the items with at most n at once; the first error
+// cancels the rest.
+func parallel[T any](ctx context.Context, n int, items []T, fn func(context.Context, T) error) error {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	work := make(chan partition)
+	work := make(chan T)
 	var wg sync.WaitGroup
-	for range min(r.s.Parallel, max(len(parts), 1)) {
+	for range min(max(n, 1), max(len(items), 1)) {
 		wg.Go(func() {
-			for p := range work {
-				if err := fn(ctx, p); err != nil {
+			for it := range work {
+				if err := fn(ctx, it); err != nil {
 					cancel(err)
 				}
 			}
 		})
 	}
-	for _, p := range parts {
+	for _, it := range items {
 		select {
-		case work <- p:
+		case work <- it:
 		case <-ctx.Done():
 		}
 	}
@@ -479,6 +573,26 @@ func (r *run) parallel(ctx context.Context, parts []partition, fn func(context.C
 // embeds display name, activity and time zone where it references a user;
 // accounts only named by id (changelog values) are looked up in bulk.
 func (r *run) writeUsers(ctx context.Context) error {
+	// Users referenced by stored data but never written: a run that resumed
+	// from checkpoints did not see the pages before them. Jira embeds no
+	// details for them here, so they are looked up in bulk below.
+	for after := ""; ; {
+		missing, err := r.s.DB.MissingUserIDs(ctx, r.it.ID, after, 10000)
+		if err != nil {
+			return err
+		}
+		fresh := map[string]UserRef{}
+		for _, id := range missing {
+			if !r.users.has(id) {
+				fresh[id] = UserRef{AccountID: id}
+			}
+		}
+		r.users.add(fresh)
+		if len(missing) < 10000 {
+			break
+		}
+		after = missing[len(missing)-1]
+	}
 	ids := r.users.ids()
 	if len(ids) == 0 {
 		return nil
@@ -560,6 +674,13 @@ func (u *userSet) withoutDetails() []string {
 	}
 	slices.Sort(out)
 	return out
+}
+
+func (u *userSet) has(id string) bool {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	_, ok := u.m[id]
+	return ok
 }
 
 func (u *userSet) get(id string) UserRef {
