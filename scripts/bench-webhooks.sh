@@ -118,7 +118,7 @@ keys=$(./bin/connect keygen)
 # loadgen first: it owns the install-keys server whose URL the service needs.
 ./bin/loadgen -base "$base" -keys-url-file "$work/keys-url" -server-pid-file "$work/connect.pid" \
 	-sites "$SITES" -concurrency "$CONCURRENCY" -duration "$DURATION" -warmup "$WARMUP" \
-	-pg-stats "$TEST_DATABASE_URL" -pg-db bench >"$work/loadgen.out" &
+	-pg-stats "$TEST_DATABASE_URL" -pg-db bench -pg-pid-file "$TESTPG_DIR/data/postmaster.pid" >"$work/loadgen.out" &
 loadgen_pid=$!
 for _ in $(seq 1 300); do
 	[[ -s "$work/keys-url" ]] && break
@@ -184,9 +184,9 @@ result=$(grep '^RESULT ' "$work/loadgen.out" || true)
 get() { sed -n "s/.* $1=\([^ ]*\).*/\1/p" <<<"$result"; }
 if [[ -n "$result" ]]; then
 	echo
-	echo "| req/s | p50 | p90 | p99 | max | errors | peak RSS | cores: server / loadgen / other | server CPU per request | DB xacts |"
+	echo "| req/s | p50 | p90 | p99 | max | errors | peak RSS | cores: server / loadgen / PostgreSQL / other | server CPU per request | DB xacts per 1000 webhooks |"
 	echo "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
-	echo "| $(get rps) | $(get p50_ms) ms | $(get p90_ms) ms | $(get p99_ms) ms | $(get max_ms) ms | $(get errors) | $((hwm / 1024)) MiB | $(get server_cores) / $(get loadgen_cores) / $(get other_cores) | $(get server_us_per_req) µs | $(get db_xacts) |"
+	echo "| $(get rps) | $(get p50_ms) ms | $(get p90_ms) ms | $(get p99_ms) ms | $(get max_ms) ms | $(get errors) | $((hwm / 1024)) MiB | $(get server_cores) / $(get loadgen_cores) / $(get pg_cores) / $(get other_cores) | $(get server_us_per_req) µs | $(get db_xacts_per_1k) |"
 fi
 echo
 echo "reproduce    BENCH_SITES=$SITES BENCH_CONCURRENCY=$CONCURRENCY BENCH_DURATION=$DURATION BENCH_WARMUP=$WARMUP BENCH_LOG_LEVEL=$LOG_LEVEL make bench-load"

@@ -30,6 +30,7 @@ type options struct {
 	base          string
 	keysURLFile   string
 	serverPIDFile string
+	pgPIDFile     string
 	sites         int
 	concurrency   int
 	duration      time.Duration
@@ -50,6 +51,7 @@ func main() {
 	fs.StringVar(&o.base, "base", "http://127.0.0.1:8080", "the service's BASE_URL")
 	fs.StringVar(&o.keysURLFile, "keys-url-file", "", "write the install-keys server's URL to this file (give it to the service as CONNECT_INSTALL_KEYS_URL)")
 	fs.StringVar(&o.serverPIDFile, "server-pid-file", "", "file holding the service's pid, to report its CPU use during the run (optional)")
+	fs.StringVar(&o.pgPIDFile, "pg-pid-file", "", "PostgreSQL's postmaster.pid, to report its CPU use during the run (optional)")
 	fs.IntVar(&o.sites, "sites", 50, "Jira sites to install; webhooks go round robin over them")
 	fs.IntVar(&o.concurrency, "concurrency", 64, "concurrent keep-alive connections")
 	fs.DurationVar(&o.duration, "duration", 20*time.Second, "measured duration")

@@ -81,8 +81,8 @@ func (r *result) failed() bool {
 }
 
 // disturbedCores is how much CPU besides the server and loadgen makes a
-// run suspect: PostgreSQL idles during the webhook phase, so anything
-// beyond kernel noise is another process competing for the cores.
+// run suspect: anything beyond kernel noise is another process competing
+// for the cores.
 const disturbedCores = 0.15
 
 func (r *result) disturbed() bool {
@@ -142,13 +142,17 @@ func (r *result) writeText(w io.Writer) {
 			perReq = fmt.Sprintf("%.0f", *r.CPU.ServerCores/r.ReqPerSec*1e6)
 		}
 	}
-	other := "unknown"
+	other, pg := "unknown", "unknown"
 	if c := r.CPU; c.MachineCores != nil {
-		p("cpu          server %s cores, loadgen %.2f cores, whole machine %.2f cores (steal %.2f) in the measured phase",
-			srv, c.LoadgenCores, *c.MachineCores, *c.StealCores)
+		pg = "unknown"
+		if c.PostgresCores != nil {
+			pg = fmt.Sprintf("%.2f", *c.PostgresCores)
+		}
+		p("cpu          server %s cores, loadgen %.2f, PostgreSQL %s; whole machine %.2f cores (steal %.2f) in the measured phase",
+			srv, c.LoadgenCores, pg, *c.MachineCores, *c.StealCores)
 		if c.OtherCores != nil {
 			other = fmt.Sprintf("%.2f", *c.OtherCores)
-			p("             everything else (PostgreSQL, kernel threads, other processes): %s cores", other)
+			p("             everything else (kernel threads, other processes): %s cores", other)
 		}
 		p("             server CPU per request %s µs (rises when the host's cores are shared with other guests, which steal does not always show)", perReq)
 	} else {
@@ -166,14 +170,14 @@ func (r *result) writeText(w io.Writer) {
 			d.Transactions, d.Commits, d.Rollbacks, r.Requests+r.WarmupRequests, d.PerKRequests, d.TupFetched, d.TupInserted, d.TupUpdated)
 	}
 	// One machine-readable line for scripts/bench-webhooks.sh.
-	dbx := int64(-1)
+	dbx, dbk := int64(-1), "unknown"
 	if r.DBWebhooks != nil {
-		dbx = r.DBWebhooks.Transactions
+		dbx, dbk = r.DBWebhooks.Transactions, fmt.Sprintf("%.1f", r.DBWebhooks.PerKRequests)
 	}
-	p("RESULT requests=%d errors=%d rps=%.0f p50_ms=%.2f p90_ms=%.2f p99_ms=%.2f max_ms=%.2f server_cores=%s loadgen_cores=%.2f other_cores=%s server_us_per_req=%s db_xacts=%d",
-		r.Requests, r.Errors+r.WarmupErrors, r.ReqPerSec, l.P50, l.P90, l.P99, l.Max, srv, r.CPU.LoadgenCores, other, perReq, dbx)
+	p("RESULT requests=%d errors=%d rps=%.0f p50_ms=%.2f p90_ms=%.2f p99_ms=%.2f max_ms=%.2f server_cores=%s loadgen_cores=%.2f pg_cores=%s other_cores=%s server_us_per_req=%s db_xacts=%d db_xacts_per_1k=%s",
+		r.Requests, r.Errors+r.WarmupErrors, r.ReqPerSec, l.P50, l.P90, l.P99, l.Max, srv, r.CPU.LoadgenCores, pg, other, perReq, dbx, dbk)
 	if r.disturbed() {
-		p("WARNING      %s cores went to something other than the server and loadgen: another process shared the machine; these figures are not clean", other)
+		p("WARNING      %s cores went to something other than the server, loadgen and PostgreSQL: another process shared the machine; these figures are not clean", other)
 	}
 }
 

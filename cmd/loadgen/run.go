@@ -12,7 +12,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/sei-io/jira-connect/internal/jirasim"
@@ -48,6 +47,12 @@ func run(ctx context.Context, o options, logw io.Writer, onKeys func(url string)
 		return nil, err
 	}
 	serverPID := readPID(ctx, o.serverPIDFile, logw)
+	var pgPID int
+	if o.pgPIDFile != "" {
+		if pgPID, err = readPostmasterPID(o.pgPIDFile); err != nil {
+			logf(logw, "warning: %v; PostgreSQL's CPU use will not be reported", err)
+		}
+	}
 
 	app, err := atl.LoadApp(ctx, base+"/atlassian-connect.json")
 	if err != nil {
@@ -140,11 +145,11 @@ func run(ctx context.Context, o options, logw io.Writer, onKeys func(url string)
 	timer := func(d time.Duration) bool { return sleep(ctx, d) == nil }
 	completed := timer(o.warmup)
 	if completed {
-		cpuStart = sampleCPU(serverPID)
+		cpuStart = sampleCPU(serverPID, pgPID)
 		l.measureStart.Store(time.Now().UnixNano())
 		l.phase.Store(phaseMeasure)
 		completed = timer(o.duration)
-		cpuEnd = sampleCPU(serverPID)
+		cpuEnd = sampleCPU(serverPID, pgPID)
 	}
 	l.phase.Store(phaseStop)
 	wg.Wait()
@@ -417,95 +422,4 @@ func sleep(ctx context.Context, d time.Duration) error {
 	case <-t.C:
 		return nil
 	}
-}
-
-// cpuSample is CPU time used so far by this process and by the server.
-type cpuSample struct {
-	at     time.Time
-	self   time.Duration
-	server time.Duration // 0 when unknown
-	hasSrv bool
-	// Whole machine from /proc/stat: busy (user, nice, system, irq,
-	// softirq, steal) and steal alone.
-	busy, steal time.Duration
-	hasMachine  bool
-}
-
-// CPUUse is the CPU each side used during the measured phase, in cores
-// (1.0 = one core busy the whole time).
-type CPUUse struct {
-	ServerCores  *float64 `json:"server_cores,omitempty"`
-	LoadgenCores float64  `json:"loadgen_cores"`
-	// MachineCores is every CPU's busy time; OtherCores what is left after
-	// the server and loadgen (PostgreSQL, the kernel's own threads, and any
-	// other process: a run where it is high was disturbed). StealCores is
-	// time the hypervisor gave to other guests.
-	MachineCores *float64 `json:"machine_cores,omitempty"`
-	OtherCores   *float64 `json:"other_cores,omitempty"`
-	StealCores   *float64 `json:"steal_cores,omitempty"`
-}
-
-// clockTicks is USER_HZ, 100 on every Linux architecture Go supports.
-const clockTicks = 100
-
-func sampleCPU(serverPID int) cpuSample {
-	s := cpuSample{at: time.Now()}
-	var ru syscall.Rusage
-	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) == nil {
-		s.self = time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-	}
-	if serverPID > 0 {
-		if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", serverPID)); err == nil {
-			// Fields after the parenthesised command name: state is 3,
-			// utime 14 and stime 15 in proc(5)'s numbering.
-			if i := bytes.LastIndexByte(b, ')'); i >= 0 {
-				f := strings.Fields(string(b[i+1:]))
-				if len(f) > 12 {
-					ut, err1 := strconv.ParseInt(f[11], 10, 64)
-					st, err2 := strconv.ParseInt(f[12], 10, 64)
-					if err1 == nil && err2 == nil {
-						s.server = time.Duration(ut+st) * time.Second / clockTicks
-						s.hasSrv = true
-					}
-				}
-			}
-		}
-	}
-	if b, err := os.ReadFile("/proc/stat"); err == nil {
-		line, _, _ := strings.Cut(string(b), "\n")
-		if f := strings.Fields(line); len(f) > 8 && f[0] == "cpu" {
-			var v [8]int64
-			for i := range v {
-				v[i], _ = strconv.ParseInt(f[i+1], 10, 64)
-			}
-			// user nice system idle iowait irq softirq steal
-			busy := v[0] + v[1] + v[2] + v[5] + v[6] + v[7]
-			s.busy = time.Duration(busy) * time.Second / clockTicks
-			s.steal = time.Duration(v[7]) * time.Second / clockTicks
-			s.hasMachine = true
-		}
-	}
-	return s
-}
-
-func (s cpuSample) sub(start cpuSample, fallback time.Duration) CPUUse {
-	wall := s.at.Sub(start.at)
-	if wall <= 0 {
-		wall = fallback
-	}
-	u := CPUUse{LoadgenCores: (s.self - start.self).Seconds() / wall.Seconds()}
-	if s.hasSrv && start.hasSrv {
-		c := (s.server - start.server).Seconds() / wall.Seconds()
-		u.ServerCores = &c
-	}
-	if s.hasMachine && start.hasMachine {
-		m := (s.busy - start.busy).Seconds() / wall.Seconds()
-		st := (s.steal - start.steal).Seconds() / wall.Seconds()
-		u.MachineCores, u.StealCores = &m, &st
-		if u.ServerCores != nil {
-			o := max(0, m-*u.ServerCores-u.LoadgenCores)
-			u.OtherCores = &o
-		}
-	}
-	return u
 }
