@@ -20,7 +20,7 @@ test:
 	$(GO) vet $(PKGS)
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	  if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
-	./scripts/with-testpg.sh $(GO) test -race -count=1 -timeout 30m $(PKGS)
+	./scripts/with-testpg.sh $(GO) test -race -count=1 -p 1 -timeout 30m $(PKGS)
 
 ## demo: a first look — the service, a simulated Jira site, pairing, a full sync
 demo:
