@@ -68,6 +68,7 @@ type options struct {
 	cpuProfile    string
 	memProfile    string
 	logLevel      string
+	now           string
 }
 
 func parse(args []string, stderr io.Writer) (*options, error) {
@@ -91,6 +92,7 @@ func parse(args []string, stderr io.Writer) (*options, error) {
 	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the sync to this file")
 	fs.StringVar(&o.memProfile, "memprofile", "", "write a heap profile at the end of the sync to this file")
 	fs.StringVar(&o.logLevel, "log-level", "warn", "the Syncer's log level")
+	fs.StringVar(&o.now, "now", "", "the site's present for generated data, RFC 3339 (default: now); fix it to compare runs")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -130,7 +132,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("-log-level: %w", err)
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
-	spec := o.spec(time.Now())
+	now := time.Now()
+	if o.now != "" {
+		if now, err = time.Parse(time.RFC3339, o.now); err != nil {
+			return fmt.Errorf("-now: %w", err)
+		}
+	}
+	spec := o.spec(now)
 
 	where := "in-process (its memory counts in this process's RSS)"
 	if o.jirasimBin != "" {
@@ -174,9 +182,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 	}
+	pm := postmasterPID(ctx, db)
+	cpu0 := sampleCPU(pm)
+	simCPU0 := sim.cpu()
 	start := time.Now()
 	syncErr := syncer.Sync(ctx, it.ID, "full")
 	wall := time.Since(start)
+	cpu1 := sampleCPU(pm)
 	if o.cpuProfile != "" {
 		pprof.StopCPUProfile()
 	}
@@ -186,13 +198,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 	}
 	rss := peakRSS("self")
-	simRSS := sim.peakRSS()
+	simRSS := sim.peakRSS() // stops a child simulator
+	simCPU := sim.cpu() - simCPU0
 	if syncErr != nil {
 		return fmt.Errorf("sync failed after %v: %w", wall.Round(time.Millisecond), syncErr)
 	}
 
 	res := result{wall: wall, issues: spec.Issues, rss: rss, simRSS: simRSS, inProcess: o.jirasimBin == "",
-		rate: o.rate, stats: src.stats(), simTotal: sim.totalRequests(), simCounts: sim.requestCounts(), sim429: sim.rateLimited()}
+		rate: o.rate, stats: src.stats(), cpu0: cpu0, cpu1: cpu1, pgLocal: pm > 0, simCPU: simCPU, simTotal: sim.totalRequests(), simCounts: sim.requestCounts(), sim429: sim.rateLimited()}
 	if run, err := db.LatestRun(ctx, it.ID); err == nil {
 		res.run = run
 	}

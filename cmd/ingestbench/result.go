@@ -28,6 +28,10 @@ type result struct {
 	simCounts map[string]int
 	sim429    int
 	run       *store.SyncRun
+	cpu0      cpuSample
+	cpu1      cpuSample
+	pgLocal   bool          // postgres is cpu's PostgreSQL server, on this machine
+	simCPU    time.Duration // a child simulator's CPU during the sync
 }
 
 func (r *result) print(w io.Writer) {
@@ -59,6 +63,29 @@ func (r *result) print(w io.Writer) {
 		fmt.Fprintf(w, "peak RSS       %.0f MB (VmHWM of this process: ingester AND the in-process simulator)\n", mb(r.rss))
 	} else {
 		fmt.Fprintf(w, "peak RSS       %.0f MB (VmHWM of this process: the ingester alone); simulator process %.0f MB\n", mb(r.rss), mb(r.simRSS))
+	}
+	self, pg := r.cpu1.self-r.cpu0.self, r.cpu1.postgres-r.cpu0.postgres
+	busy, total := r.cpu1.machineBusy-r.cpu0.machineBusy, r.cpu1.machineTotal-r.cpu0.machineTotal
+	other := busy - self - pg - r.simCPU
+	pgText := "n/a"
+	if r.pgLocal {
+		pgText = fmt.Sprintf("%.1f s (%.2f cores)", pg.Seconds(), pg.Seconds()/secs)
+	}
+	who := "this process (ingester and simulator)"
+	if !r.inProcess {
+		who = fmt.Sprintf("simulator process %.1f s (%.2f cores), this process (ingester)", r.simCPU.Seconds(), r.simCPU.Seconds()/secs)
+	}
+	fmt.Fprintf(w, "CPU            %s %.1f s (%.2f cores), PostgreSQL server %s, anything else %.1f s; machine %.0f%% busy\n",
+		who, self.Seconds(), self.Seconds()/secs, pgText, max(other, 0).Seconds(), 100*float64(busy)/float64(max(total, 1)))
+	perIssue := func(d time.Duration) float64 { return 1e6 * d.Seconds() / float64(r.issues) }
+	if r.inProcess {
+		fmt.Fprintf(w, "CPU per issue  %.0f µs: %.0f ingester and simulator, %.0f PostgreSQL\n", perIssue(self+pg), perIssue(self), perIssue(pg))
+	} else {
+		fmt.Fprintf(w, "CPU per issue  %.0f µs: %.0f ingester, %.0f simulator, %.0f PostgreSQL\n", perIssue(self+pg+r.simCPU),
+			perIssue(self), perIssue(r.simCPU), perIssue(pg))
+	}
+	if other.Seconds() > 0.1*secs {
+		fmt.Fprintf(w, "  WARNING      other processes used %.1f cores during the run: the figures are disturbed\n", other.Seconds()/secs)
 	}
 	if r.run != nil {
 		fmt.Fprintf(w, "sync run       %s: %d issues, %d transitions, %d comments, %d users, %d pages, %d requests\n",

@@ -38,6 +38,7 @@ type simulator struct {
 	lastLine string // the child's "stopping after N requests (M answered 429)"
 	stopped  bool
 	childRSS int64
+	childCPU time.Duration // at finish
 }
 
 func startSimulator(ctx context.Context, o *options, spec jirasim.GenSpec, stderr io.Writer) (*simulator, error) {
@@ -158,6 +159,7 @@ func (s *simulator) finish() {
 	}
 	s.stopped = true
 	s.childRSS = peakRSS(strconv.Itoa(s.cmd.Process.Pid))
+	s.childCPU = processCPU(s.cmd.Process.Pid)
 	_ = s.cmd.Process.Signal(syscall.SIGINT)
 	select {
 	case <-s.done:
@@ -184,6 +186,17 @@ func (s *simulator) close() {
 		}
 		_ = s.srv.Close()
 	}
+}
+
+// cpu is the CPU time the child has used so far; 0 in process.
+func (s *simulator) cpu() time.Duration {
+	if s.cmd == nil {
+		return 0
+	}
+	if s.stopped {
+		return s.childCPU
+	}
+	return processCPU(s.cmd.Process.Pid)
 }
 
 // peakRSS is the child's VmHWM; 0 in process (it is in ours).

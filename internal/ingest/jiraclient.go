@@ -2,7 +2,7 @@ package ingest
 
 import (
 	"context"
-	"encoding/json"
+	json "github.com/goccy/go-json"
 	"net/url"
 	"strconv"
 	"strings"
@@ -139,18 +139,32 @@ func (s *CloudSource) Comments(ctx context.Context, issueID string) ([]Comment, 
 	}
 }
 
+// bulkConcurrency is how many calls of one bulk lookup (users, emails)
+// are made at once: a site's round trip is paid per call, and 2,000 users
+// are 20 calls. The client's limiter still decides what is in flight.
+const bulkConcurrency = 4
+
 // Users implements Source with /rest/api/3/user/bulk.
 func (s *CloudSource) Users(ctx context.Context, ids []string) ([]UserRef, error) {
-	var out []UserRef
-	for _, chunk := range chunks(ids, usersPerCall) {
-		q := url.Values{"accountId": chunk, "maxResults": {strconv.Itoa(usersPerCall)}}
+	cs := chunks(ids, usersPerCall)
+	pages := make([][]UserRef, len(cs))
+	err := parallel(ctx, bulkConcurrency, indexes(len(cs)), func(ctx context.Context, i int) error {
+		q := url.Values{"accountId": cs[i], "maxResults": {strconv.Itoa(usersPerCall)}}
 		var page struct {
 			Values []UserRef `json:"values"`
 		}
 		if err := s.get(ctx, "/rest/api/3/user/bulk", q, &page); err != nil {
-			return nil, err
+			return err
 		}
-		out = append(out, page.Values...)
+		pages[i] = page.Values
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	var out []UserRef
+	for _, p := range pages {
+		out = append(out, p...)
 	}
 	return out, nil
 }
@@ -159,15 +173,20 @@ func (s *CloudSource) Users(ctx context.Context, ids []string) ([]UserRef, error
 // a list of {accountId, email}; accounts without a visible email are absent
 // or carry an empty email, and both mean "none".
 func (s *CloudSource) Emails(ctx context.Context, ids []string) (map[string]string, error) {
+	type entry struct {
+		AccountID string `json:"accountId"`
+		Email     string `json:"email"`
+	}
+	cs := chunks(ids, emailsPerCall)
+	lists := make([][]entry, len(cs))
+	err := parallel(ctx, bulkConcurrency, indexes(len(cs)), func(ctx context.Context, i int) error {
+		return s.get(ctx, "/rest/api/3/user/email/bulk", url.Values{"accountId": cs[i]}, &lists[i])
+	})
+	if err != nil {
+		return nil, err
+	}
 	out := make(map[string]string, len(ids))
-	for _, chunk := range chunks(ids, emailsPerCall) {
-		var list []struct {
-			AccountID string `json:"accountId"`
-			Email     string `json:"email"`
-		}
-		if err := s.get(ctx, "/rest/api/3/user/email/bulk", url.Values{"accountId": chunk}, &list); err != nil {
-			return nil, err
-		}
+	for _, list := range lists {
 		for _, e := range list {
 			if e.Email = strings.TrimSpace(e.Email); e.Email != "" {
 				out[e.AccountID] = e.Email

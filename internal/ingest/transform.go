@@ -7,7 +7,7 @@ package ingest
 
 import (
 	"bytes"
-	"encoding/json"
+	json "github.com/goccy/go-json"
 	"strconv"
 	"strings"
 	"time"

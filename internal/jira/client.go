@@ -15,7 +15,7 @@ package jira
 import (
 	"bytes"
 	"context"
-	"encoding/json"
+	stdjson "encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -24,8 +24,11 @@ import (
 	"mime"
 	"net/http"
 	"net/url"
+	"reflect"
 	"strings"
 	"time"
+
+	json "github.com/goccy/go-json"
 )
 
 const (
@@ -418,12 +421,33 @@ func (c *Client) attempt(ctx context.Context, method, path string, query url.Val
 	if len(bytes.TrimSpace(data)) == 0 {
 		return fail(resp.StatusCode, errEmptyBody)
 	}
-	// Unmarshal checks the whole body is JSON before it touches out, so a
-	// truncated body leaves out as it was for the next attempt.
-	if err := json.Unmarshal(data, out); err != nil {
+	// The body is decoded into a fresh value that replaces *out only when
+	// the whole body decoded: a truncated body leaves out as it was for the
+	// next attempt. (go-json decodes as it scans, unlike encoding/json, and
+	// at a third of the CPU: decoding search pages was half of a sync's.)
+	if err := decodeInto(data, out); err != nil {
+		// go-json's error types do not tell a cut body from a wrong
+		// shape; the standard validator does, and runs only on failure.
+		if !stdjson.Valid(data) {
+			err = fmt.Errorf("%w: %w", errNotJSON, err)
+		}
 		return fail(resp.StatusCode, decodeError(resp.Header.Get("Content-Type"), err))
 	}
 	return header, sent, nil
+}
+
+// decodeInto unmarshals data into out, a non-nil pointer, all or nothing.
+func decodeInto(data []byte, out any) error {
+	dst := reflect.ValueOf(out)
+	if dst.Kind() != reflect.Pointer || dst.IsNil() {
+		return json.Unmarshal(data, out) // reports the misuse
+	}
+	fresh := reflect.New(dst.Type().Elem())
+	if err := json.Unmarshal(data, fresh.Interface()); err != nil {
+		return err
+	}
+	dst.Elem().Set(fresh.Elem())
+	return nil
 }
 
 // decodeError says what was expected and what came, without quoting the

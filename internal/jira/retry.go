@@ -224,11 +224,15 @@ func rateLimitReason(h http.Header) string {
 // errEmptyBody is the cause when a 2xx has no body where JSON was expected.
 var errEmptyBody = errors.New("empty response body where JSON was expected")
 
+// errNotJSON is the cause when a 2xx body is not JSON (cut short, or a
+// page of HTML), as opposed to JSON of an unexpected shape.
+var errNotJSON = errors.New("response body is not valid JSON")
+
 // malformed reports a 2xx body that is not JSON at all, or was cut short:
 // a transport fault worth one more try, unlike JSON of the wrong shape.
 func malformed(err error) bool {
 	var syn *json.SyntaxError
-	return errors.As(err, &syn) || errors.Is(err, errEmptyBody)
+	return errors.As(err, &syn) || errors.Is(err, errNotJSON) || errors.Is(err, errEmptyBody)
 }
 
 // unsent reports a failure before any byte of the request left: a dial or

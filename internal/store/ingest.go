@@ -1,7 +1,10 @@
 package store
 
 import (
+	"cmp"
 	"context"
+	"slices"
+	"strings"
 	"time"
 
 	"gorm.io/gorm"
@@ -191,44 +194,42 @@ const insertBatch = 500
 // issue whose stored version is newer than the incoming one is left alone
 // (with its children): out-of-order pages and webhooks cannot go back in
 // time. It returns how many issues were written.
+//
+// A kept issue's children replace the stored ones. Children exist only
+// under a stored issue (foreign keys, enforced on both dialects), so only
+// the issues already stored have children to delete: a first sync deletes
+// nothing. On PostgreSQL each table takes one INSERT … SELECT FROM unnest
+// of column arrays, the same statement text whatever the batch size, so
+// it is prepared once per connection and planned cheaply, where a
+// multi-row VALUES list of thousands of parameters is a new statement to
+// parse and plan for every page.
 func (d *DB) WriteIssues(ctx context.Context, integrationID string, b *IssueBatch, cp *SyncCheckpoint) (int, error) {
 	written := 0
 	err := d.Tx(ctx, func(tx *DB) error {
 		g := tx.Gorm.WithContext(ctx)
-		keep, err := tx.newerOrEqual(ctx, integrationID, b.Issues)
+		keep, stored, err := tx.newerOrEqual(ctx, integrationID, b.Issues)
 		if err != nil {
 			return err
 		}
-		ids := make([]int64, 0, len(keep))
 		issues := make([]JiraIssue, 0, len(keep))
+		var replace []int64 // kept issues already stored: their children go
 		for i := range b.Issues {
 			if keep[b.Issues[i].IssueID] {
 				iss := b.Issues[i]
 				iss.Created, iss.Updated, iss.SyncedAt = normTime(iss.Created), normTime(iss.Updated), normTime(iss.SyncedAt)
 				iss.Resolved, iss.DueAt = normTimePtr(iss.Resolved), normTimePtr(iss.DueAt)
 				issues = append(issues, iss)
-				ids = append(ids, iss.IssueID)
+				if stored[iss.IssueID] {
+					replace = append(replace, iss.IssueID)
+				}
 			}
 		}
 		if len(issues) > 0 {
-			for _, m := range []any{&JiraTransition{}, &JiraFieldChange{}, &JiraComment{}} {
-				if err := g.Where("integration_id = ? AND issue_id IN ?", integrationID, ids).Delete(m).Error; err != nil {
-					return mapError(err, "issue children")
+			if tx.dialect == DialectPostgres {
+				if err := tx.pgWriteIssues(ctx, integrationID, issues, replace, b, keep); err != nil {
+					return err
 				}
-			}
-			if err := g.Clauses(clause.OnConflict{
-				Columns:   []clause.Column{{Name: "integration_id"}, {Name: "issue_id"}},
-				DoUpdates: clause.AssignmentColumns(issueColumns),
-			}).CreateInBatches(issues, insertBatch/len(issueColumns)*10).Error; err != nil {
-				return mapError(err, "issues")
-			}
-			if err := insertKept(g, b.Transitions, keep, func(t JiraTransition) int64 { return t.IssueID }); err != nil {
-				return err
-			}
-			if err := insertKept(g, b.FieldChanges, keep, func(t JiraFieldChange) int64 { return t.IssueID }); err != nil {
-				return err
-			}
-			if err := insertKept(g, b.Comments, keep, func(t JiraComment) int64 { return t.IssueID }); err != nil {
+			} else if err := sqliteWriteIssues(g, integrationID, issues, replace, b, keep); err != nil {
 				return err
 			}
 		}
@@ -239,6 +240,29 @@ func (d *DB) WriteIssues(ctx context.Context, integrationID string, b *IssueBatc
 		return nil
 	})
 	return written, err
+}
+
+func sqliteWriteIssues(g *gorm.DB, integrationID string, issues []JiraIssue, replace []int64, b *IssueBatch, keep map[int64]bool) error {
+	if len(replace) > 0 {
+		for _, m := range []any{&JiraTransition{}, &JiraFieldChange{}, &JiraComment{}} {
+			if err := g.Where("integration_id = ? AND issue_id IN ?", integrationID, replace).Delete(m).Error; err != nil {
+				return mapError(err, "issue children")
+			}
+		}
+	}
+	if err := g.Clauses(clause.OnConflict{
+		Columns:   []clause.Column{{Name: "integration_id"}, {Name: "issue_id"}},
+		DoUpdates: clause.AssignmentColumns(issueColumns),
+	}).CreateInBatches(issues, insertBatch/len(issueColumns)*10).Error; err != nil {
+		return mapError(err, "issues")
+	}
+	if err := insertKept(g, b.Transitions, keep, func(t JiraTransition) int64 { return t.IssueID }); err != nil {
+		return err
+	}
+	if err := insertKept(g, b.FieldChanges, keep, func(t JiraFieldChange) int64 { return t.IssueID }); err != nil {
+		return err
+	}
+	return insertKept(g, b.Comments, keep, func(t JiraComment) int64 { return t.IssueID })
 }
 
 func insertKept[T any](g *gorm.DB, rows []T, keep map[int64]bool, issueOf func(T) int64) error {
@@ -255,36 +279,202 @@ func insertKept[T any](g *gorm.DB, rows []T, keep map[int64]bool, issueOf func(T
 	return mapError(g.Clauses(clause.OnConflict{DoNothing: true}).CreateInBatches(out, insertBatch).Error, "issue children")
 }
 
+// pgExec runs a statement on the transaction's connection with arguments
+// passed to pgx as they are (gorm would spread a slice into a list), and
+// translates errors as gorm does (unique violations become Conflict).
+func (d *DB) pgExec(ctx context.Context, what, sql string, args ...any) error {
+	_, err := d.Gorm.Statement.ConnPool.ExecContext(ctx, sql, args...)
+	if err != nil {
+		if t, ok := d.Gorm.Dialector.(gorm.ErrorTranslator); ok {
+			err = t.Translate(err)
+		}
+	}
+	return mapError(err, what)
+}
+
+// PostgreSQL statements of WriteIssues. Every batch uses the same text.
+var (
+	pgInsertIssues = `INSERT INTO jira_issues (integration_id, issue_id, key, project_key, project_id, issue_type, status,
+status_category, priority, assignee_account_id, reporter_account_id, creator_account_id, summary, description, created, updated,
+resolved, due_date, due_at, components, labels, fix_versions, sprint, parent_key, story_points, fields, synced_at)
+SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[],
+$10::text[], $11::text[], $12::text[], $13::text[], $14::text[], $15::timestamptz[], $16::timestamptz[], $17::timestamptz[],
+$18::text[], $19::timestamptz[], $20::text[], $21::text[], $22::text[], $23::text[], $24::text[], $25::float8[], $26::text[],
+$27::timestamptz[])
+ON CONFLICT (integration_id, issue_id) DO UPDATE SET ` + excludedList(issueColumns)
+	pgInsertTransitions = `INSERT INTO jira_transitions (integration_id, issue_id, history_id, item, from_status, to_status,
+from_status_id, to_status_id, author_account_id, at)
+SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[], $4::int4[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[],
+$10::timestamptz[])
+ON CONFLICT DO NOTHING`
+	pgInsertFieldChanges = `INSERT INTO jira_field_changes (integration_id, issue_id, history_id, item, field, field_id,
+from_value, from_string, to_value, to_string, author_account_id, at)
+SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[], $4::int4[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[],
+$10::text[], $11::text[], $12::timestamptz[])
+ON CONFLICT DO NOTHING`
+	pgInsertComments = `INSERT INTO jira_comments (integration_id, issue_id, comment_id, author_account_id, body, created, updated)
+SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::timestamptz[], $7::timestamptz[])
+ON CONFLICT DO NOTHING`
+)
+
+func excludedList(cols []string) string {
+	var sb strings.Builder
+	for i, c := range cols {
+		if i > 0 {
+			sb.WriteString(", ")
+		}
+		sb.WriteString(c + " = EXCLUDED." + c)
+	}
+	return sb.String()
+}
+
+func (d *DB) pgWriteIssues(ctx context.Context, integrationID string, issues []JiraIssue, replace []int64, b *IssueBatch, keep map[int64]bool) error {
+	if len(replace) > 0 {
+		for _, table := range []string{"jira_transitions", "jira_field_changes", "jira_comments"} {
+			if err := d.pgExec(ctx, "issue children", "DELETE FROM "+table+" WHERE integration_id = $1 AND issue_id = ANY($2::bigint[])",
+				integrationID, replace); err != nil {
+				return err
+			}
+		}
+	}
+	// New issues are inserted in id order too, so two batches with
+	// issues in common lock them in the same order.
+	slices.SortFunc(issues, func(a, b JiraIssue) int { return cmp.Compare(a.IssueID, b.IssueID) })
+	n := len(issues)
+	var (
+		integ                                                   = make([]string, n)
+		ids                                                     = make([]int64, n)
+		keys, projKeys, projIDs, types, statuses, cats          = make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+		prio, assignee, reporter, creator, summary, description = make([]*string, n), make([]*string, n), make([]*string, n), make([]*string, n), make([]*string, n), make([]*string, n)
+		created, updated, synced                                = make([]time.Time, n), make([]time.Time, n), make([]time.Time, n)
+		resolved, dueAt                                         = make([]*time.Time, n), make([]*time.Time, n)
+		dueDate, sprint, parent                                 = make([]*string, n), make([]*string, n), make([]*string, n)
+		components, labels, fixVersions, fields                 = make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+		points                                                  = make([]*float64, n)
+	)
+	for i, is := range issues {
+		integ[i], ids[i], keys[i], projKeys[i], projIDs[i], types[i] = is.IntegrationID, is.IssueID, is.Key, is.ProjectKey, is.ProjectID, is.IssueType
+		statuses[i], cats[i], prio[i] = is.Status, is.StatusCategory, is.Priority
+		assignee[i], reporter[i], creator[i] = is.AssigneeAccountID, is.ReporterAccountID, is.CreatorAccountID
+		summary[i], description[i] = is.Summary, is.Description
+		created[i], updated[i], resolved[i], dueDate[i], dueAt[i] = is.Created, is.Updated, is.Resolved, is.DueDate, is.DueAt
+		components[i], labels[i], fixVersions[i], sprint[i], parent[i] = is.Components, is.Labels, is.FixVersions, is.Sprint, is.ParentKey
+		points[i], fields[i], synced[i] = is.StoryPoints, is.Fields, is.SyncedAt
+	}
+	if err := d.pgExec(ctx, "issues", pgInsertIssues, integ, ids, keys, projKeys, projIDs, types, statuses, cats, prio,
+		assignee, reporter, creator, summary, description, created, updated, resolved, dueDate, dueAt,
+		components, labels, fixVersions, sprint, parent, points, fields, synced); err != nil {
+		return err
+	}
+
+	// Children of one issue can repeat on a retried page; the first wins.
+	if tr := kept(b.Transitions, keep, func(t *JiraTransition) int64 { return t.IssueID }); len(tr) > 0 {
+		m := len(tr)
+		integ, ids, hist, items := make([]string, m), make([]int64, m), make([]string, m), make([]int32, m)
+		from, to, fromID, toID, author, at := make([]*string, m), make([]*string, m), make([]*string, m), make([]*string, m), make([]*string, m), make([]time.Time, m)
+		for i, t := range tr {
+			integ[i], ids[i], hist[i], items[i] = t.IntegrationID, t.IssueID, t.HistoryID, int32(t.Item)
+			from[i], to[i], fromID[i], toID[i], author[i], at[i] = t.FromStatus, t.ToStatus, t.FromStatusID, t.ToStatusID, t.AuthorAccountID, t.At
+		}
+		if err := d.pgExec(ctx, "issue children", pgInsertTransitions, integ, ids, hist, items, from, to, fromID, toID, author, at); err != nil {
+			return err
+		}
+	}
+	if fc := kept(b.FieldChanges, keep, func(c *JiraFieldChange) int64 { return c.IssueID }); len(fc) > 0 {
+		m := len(fc)
+		integ, ids, hist, items, field := make([]string, m), make([]int64, m), make([]string, m), make([]int32, m), make([]string, m)
+		fieldID, fromV, fromS, toV, toS, author := make([]*string, m), make([]*string, m), make([]*string, m), make([]*string, m), make([]*string, m), make([]*string, m)
+		at := make([]time.Time, m)
+		for i, c := range fc {
+			integ[i], ids[i], hist[i], items[i], field[i], fieldID[i] = c.IntegrationID, c.IssueID, c.HistoryID, int32(c.Item), c.Field, c.FieldID
+			fromV[i], fromS[i], toV[i], toS[i], author[i], at[i] = c.FromValue, c.FromString, c.ToValue, c.ToString, c.AuthorAccountID, c.At
+		}
+		if err := d.pgExec(ctx, "issue children", pgInsertFieldChanges, integ, ids, hist, items, field, fieldID, fromV, fromS, toV, toS, author, at); err != nil {
+			return err
+		}
+	}
+	if cs := kept(b.Comments, keep, func(c *JiraComment) int64 { return c.IssueID }); len(cs) > 0 {
+		m := len(cs)
+		integ, ids, cid, author, body := make([]string, m), make([]int64, m), make([]string, m), make([]*string, m), make([]*string, m)
+		created, updated := make([]time.Time, m), make([]time.Time, m)
+		for i, c := range cs {
+			integ[i], ids[i], cid[i], author[i], body[i], created[i], updated[i] = c.IntegrationID, c.IssueID, c.CommentID, c.AuthorAccountID, c.Body, c.Created, c.Updated
+		}
+		if err := d.pgExec(ctx, "issue children", pgInsertComments, integ, ids, cid, author, body, created, updated); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// kept returns pointers to the rows whose issue is kept.
+func kept[T any](rows []T, keep map[int64]bool, issueOf func(*T) int64) []*T {
+	out := make([]*T, 0, len(rows))
+	for i := range rows {
+		if keep[issueOf(&rows[i])] {
+			out = append(out, &rows[i])
+		}
+	}
+	return out
+}
+
 // newerOrEqual returns which incoming issues are at least as new as what
-// is stored (or not stored at all).
-func (d *DB) newerOrEqual(ctx context.Context, integrationID string, in []JiraIssue) (map[int64]bool, error) {
-	keep := make(map[int64]bool, len(in))
+// is stored (or not stored at all), and which of them are stored.
+func (d *DB) newerOrEqual(ctx context.Context, integrationID string, in []JiraIssue) (keep, stored map[int64]bool, _ error) {
+	keep = make(map[int64]bool, len(in))
+	stored = map[int64]bool{}
 	if len(in) == 0 {
-		return keep, nil
+		return keep, stored, nil
 	}
 	ids := make([]int64, len(in))
 	for i, iss := range in {
 		ids[i] = iss.IssueID
 		keep[iss.IssueID] = true
 	}
-	var stored []struct {
+	type row struct {
 		IssueID int64
 		Updated time.Time
 	}
-	if err := d.Gorm.WithContext(ctx).Table("jira_issues").Select("issue_id, updated").
-		Where("integration_id = ? AND issue_id IN ?", integrationID, ids).Scan(&stored).Error; err != nil {
-		return nil, mapError(err, "issues")
+	var rows []row
+	if d.dialect == DialectPostgres {
+		// One statement text for any number of ids (an IN list is a new
+		// statement per length), the ids passed to pgx as one array.
+		// The stored issues are locked, in id order, before any child
+		// row is touched: writers of the same issue (a page and a
+		// webhook, two webhooks) take turns instead of deadlocking on
+		// each other's deleted and re-inserted children, and the later
+		// one compares with what the earlier one wrote.
+		res, err := d.Gorm.Statement.ConnPool.QueryContext(ctx, `SELECT issue_id, updated FROM jira_issues
+WHERE integration_id = $1 AND issue_id = ANY($2::bigint[]) ORDER BY issue_id FOR UPDATE`, integrationID, ids)
+		if err != nil {
+			return nil, nil, mapError(err, "issues")
+		}
+		defer res.Close()
+		for res.Next() {
+			var r row
+			if err := res.Scan(&r.IssueID, &r.Updated); err != nil {
+				return nil, nil, mapError(err, "issues")
+			}
+			rows = append(rows, r)
+		}
+		if err := res.Err(); err != nil {
+			return nil, nil, mapError(err, "issues")
+		}
+	} else if err := d.Gorm.WithContext(ctx).Table("jira_issues").Select("issue_id, updated").
+		Where("integration_id = ? AND issue_id IN ?", integrationID, ids).Scan(&rows).Error; err != nil {
+		return nil, nil, mapError(err, "issues")
 	}
 	incoming := make(map[int64]time.Time, len(in))
 	for _, iss := range in {
 		incoming[iss.IssueID] = normTime(iss.Updated)
 	}
-	for _, s := range stored {
+	for _, s := range rows {
+		stored[s.IssueID] = true
 		if incoming[s.IssueID].Before(normTime(s.Updated)) {
 			keep[s.IssueID] = false
 		}
 	}
-	return keep, nil
+	return keep, stored, nil
 }
 
 // DeleteIssues removes issues (and their children) by id.
@@ -294,6 +484,14 @@ func (d *DB) DeleteIssues(ctx context.Context, integrationID string, ids []int64
 		chunk := ids[start:min(start+insertBatch, len(ids))]
 		err := d.Tx(ctx, func(tx *DB) error {
 			g := tx.Gorm.WithContext(ctx)
+			if tx.dialect == DialectPostgres {
+				// Issues before children, in id order, as WriteIssues
+				// locks them: the same order everywhere cannot deadlock.
+				if err := tx.pgExec(ctx, "issues", `SELECT 1 FROM jira_issues WHERE integration_id = $1 AND issue_id = ANY($2::bigint[])
+ORDER BY issue_id FOR UPDATE`, integrationID, chunk); err != nil {
+					return err
+				}
+			}
 			// Children first: SQLite enforces the cascade only with
 			// foreign_keys on; deleting explicitly works either way.
 			for _, m := range []any{&JiraTransition{}, &JiraFieldChange{}, &JiraComment{}} {
