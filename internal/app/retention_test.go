@@ -56,7 +56,7 @@ func TestRetention(t *testing.T) {
 		if st, _ := h.api("DELETE", "/integrations/"+id(it2), key, nil); st != 204 {
 			t.Fatalf("delete: %d", st)
 		}
-		if n, _ := db.CountIngested(ctx, id(it2)); n["issues"]+n["users"] != 0 {
+		if n, _ := db.CountIngested(ctx, id(it2)); n["issues"]+n["users"]+n["transitions"]+n["comments"] != 0 {
 			t.Errorf("data left after delete: %v", n)
 		}
 	})

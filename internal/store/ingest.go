@@ -196,8 +196,9 @@ const insertBatch = 500
 // time. It returns how many issues were written.
 //
 // A kept issue's children replace the stored ones. Children exist only
-// under a stored issue (foreign keys, enforced on both dialects), so only
-// the issues already stored have children to delete: a first sync deletes
+// under a stored issue (every writer and deleter of children, all in this
+// package, handles them with their issue in one transaction), so only the
+// issues already stored have children to delete: a first sync deletes
 // nothing. On PostgreSQL each table takes one INSERT … SELECT FROM unnest
 // of column arrays, the same statement text whatever the batch size, so
 // it is prepared once per connection and planned cheaply, where a

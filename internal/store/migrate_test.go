@@ -3,6 +3,7 @@ package store_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"path/filepath"
 	"strings"
@@ -16,7 +17,12 @@ import (
 	"github.com/sei-io/jira-connect/internal/store/storetest"
 )
 
-const latestVersion = 3 // bump with every new migration pair
+// latestVersion is the number of the newest migration: the files are
+// numbered 00001, 00002, … without gaps (TestMigrationPairs checks).
+var latestVersion = func() int64 {
+	files, _ := filepath.Glob("migrations/postgres/*.sql")
+	return int64(len(files))
+}()
 
 // eachOnce is goose's bookkeeping after a full migration: one row per
 // version, 0 (goose's own) included.
@@ -124,7 +130,7 @@ func TestMigrateConcurrentReplicas(t *testing.T) {
 					t.Errorf("replica %d: Migrate: %v", i, err)
 				}
 			}
-			if n := strings.Count(logs.String(), `msg="migration applied"`); n != latestVersion {
+			if n := int64(strings.Count(logs.String(), `msg="migration applied"`)); n != latestVersion {
 				t.Errorf("%d migrations applied in total, want %d:\n%s", n, latestVersion, logs.String())
 			}
 			if got := appliedRows(t, dbs[0]); !cmp.Equal(got, eachOnce()) {
@@ -251,10 +257,13 @@ func TestSchemaEquivalent(t *testing.T) {
 func TestMigrationPairs(t *testing.T) {
 	pg, _ := filepath.Glob("migrations/postgres/*.sql")
 	lite, _ := filepath.Glob("migrations/sqlite/*.sql")
-	if len(pg) != latestVersion || len(lite) != latestVersion {
+	if int64(len(pg)) != latestVersion || int64(len(lite)) != latestVersion {
 		t.Fatalf("%d postgres and %d sqlite migrations, want %d each", len(pg), len(lite), latestVersion)
 	}
 	for i := range pg {
+		if want := fmt.Sprintf("%05d_", i+1); !strings.HasPrefix(filepath.Base(pg[i]), want) {
+			t.Errorf("migration %d is %s, want a name starting %s", i+1, filepath.Base(pg[i]), want)
+		}
 		if filepath.Base(pg[i]) != filepath.Base(lite[i]) {
 			t.Errorf("migration %d: %s vs %s", i+1, filepath.Base(pg[i]), filepath.Base(lite[i]))
 		}
