@@ -207,34 +207,27 @@ const insertBatch = 500
 func (d *DB) WriteIssues(ctx context.Context, integrationID string, b *IssueBatch, cp *SyncCheckpoint) (int, error) {
 	written := 0
 	err := d.Tx(ctx, func(tx *DB) error {
-		g := tx.Gorm.WithContext(ctx)
-		keep, stored, err := tx.newerOrEqual(ctx, integrationID, b.Issues)
+		issues := make([]JiraIssue, len(b.Issues))
+		for i, iss := range b.Issues {
+			iss.Created, iss.Updated, iss.SyncedAt = normTime(iss.Created), normTime(iss.Updated), normTime(iss.SyncedAt)
+			iss.Resolved, iss.DueAt = normTimePtr(iss.Resolved), normTimePtr(iss.DueAt)
+			issues[i] = iss
+		}
+		// One row per issue, the newest (an upsert may not touch a row
+		// twice), in id order: writers lock issues in the same order.
+		slices.SortStableFunc(issues, func(a, b JiraIssue) int {
+			return cmp.Or(cmp.Compare(a.IssueID, b.IssueID), b.Updated.Compare(a.Updated))
+		})
+		issues = slices.CompactFunc(issues, func(a, b JiraIssue) bool { return a.IssueID == b.IssueID })
+		var err error
+		if tx.dialect == DialectPostgres {
+			written, err = tx.pgWriteIssues(ctx, integrationID, issues, b)
+		} else {
+			written, err = tx.sqliteWriteIssues(ctx, integrationID, issues, b)
+		}
 		if err != nil {
 			return err
 		}
-		issues := make([]JiraIssue, 0, len(keep))
-		var replace []int64 // kept issues already stored: their children go
-		for i := range b.Issues {
-			if keep[b.Issues[i].IssueID] {
-				iss := b.Issues[i]
-				iss.Created, iss.Updated, iss.SyncedAt = normTime(iss.Created), normTime(iss.Updated), normTime(iss.SyncedAt)
-				iss.Resolved, iss.DueAt = normTimePtr(iss.Resolved), normTimePtr(iss.DueAt)
-				issues = append(issues, iss)
-				if stored[iss.IssueID] {
-					replace = append(replace, iss.IssueID)
-				}
-			}
-		}
-		if len(issues) > 0 {
-			if tx.dialect == DialectPostgres {
-				if err := tx.pgWriteIssues(ctx, integrationID, issues, replace, b, keep); err != nil {
-					return err
-				}
-			} else if err := sqliteWriteIssues(g, integrationID, issues, replace, b, keep); err != nil {
-				return err
-			}
-		}
-		written = len(issues)
 		if cp != nil {
 			return tx.SaveCheckpoint(ctx, cp)
 		}
@@ -243,7 +236,31 @@ func (d *DB) WriteIssues(ctx context.Context, integrationID string, b *IssueBatc
 	return written, err
 }
 
-func sqliteWriteIssues(g *gorm.DB, integrationID string, issues []JiraIssue, replace []int64, b *IssueBatch, keep map[int64]bool) error {
+// sqliteWriteIssues reads which incoming issues are at least as new as the
+// stored ones, then writes those. SQLite has one writer at a time, so the
+// read and the writes cannot interleave with another writer's.
+func (d *DB) sqliteWriteIssues(ctx context.Context, integrationID string, in []JiraIssue, b *IssueBatch) (int, error) {
+	keep, stored, err := d.newerOrEqual(ctx, integrationID, in)
+	if err != nil {
+		return 0, err
+	}
+	issues := make([]JiraIssue, 0, len(in))
+	var replace []int64 // kept issues already stored: their children go
+	for _, iss := range in {
+		if keep[iss.IssueID] {
+			issues = append(issues, iss)
+			if stored[iss.IssueID] {
+				replace = append(replace, iss.IssueID)
+			}
+		}
+	}
+	if len(issues) == 0 {
+		return 0, nil
+	}
+	return len(issues), sqliteWriteRows(d.Gorm.WithContext(ctx), integrationID, issues, replace, b, keep)
+}
+
+func sqliteWriteRows(g *gorm.DB, integrationID string, issues []JiraIssue, replace []int64, b *IssueBatch, keep map[int64]bool) error {
 	if len(replace) > 0 {
 		for _, m := range []any{&JiraTransition{}, &JiraFieldChange{}, &JiraComment{}} {
 			if err := g.Where("integration_id = ? AND issue_id IN ?", integrationID, replace).Delete(m).Error; err != nil {
@@ -285,6 +302,10 @@ func insertKept[T any](g *gorm.DB, rows []T, keep map[int64]bool, issueOf func(T
 // translates errors as gorm does (unique violations become Conflict).
 func (d *DB) pgExec(ctx context.Context, what, sql string, args ...any) error {
 	_, err := d.Gorm.Statement.ConnPool.ExecContext(ctx, sql, args...)
+	return d.pgError(err, what)
+}
+
+func (d *DB) pgError(err error, what string) error {
 	if err != nil {
 		if t, ok := d.Gorm.Dialector.(gorm.ErrorTranslator); ok {
 			err = t.Translate(err)
@@ -302,7 +323,9 @@ SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[
 $10::text[], $11::text[], $12::text[], $13::text[], $14::text[], $15::timestamptz[], $16::timestamptz[], $17::timestamptz[],
 $18::text[], $19::timestamptz[], $20::text[], $21::text[], $22::text[], $23::text[], $24::text[], $25::float8[], $26::text[],
 $27::timestamptz[])
-ON CONFLICT (integration_id, issue_id) DO UPDATE SET ` + excludedList(issueColumns)
+ON CONFLICT (integration_id, issue_id) DO UPDATE SET ` + excludedList(issueColumns) + `
+WHERE jira_issues.updated <= EXCLUDED.updated
+RETURNING issue_id, xmax <> 0`
 	pgInsertTransitions = `INSERT INTO jira_transitions (integration_id, issue_id, history_id, item, from_status, to_status,
 from_status_id, to_status_id, author_account_id, at)
 SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[], $4::int4[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[],
@@ -329,18 +352,19 @@ func excludedList(cols []string) string {
 	return sb.String()
 }
 
-func (d *DB) pgWriteIssues(ctx context.Context, integrationID string, issues []JiraIssue, replace []int64, b *IssueBatch, keep map[int64]bool) error {
-	if len(replace) > 0 {
-		for _, table := range []string{"jira_transitions", "jira_field_changes", "jira_comments"} {
-			if err := d.pgExec(ctx, "issue children", "DELETE FROM "+table+" WHERE integration_id = $1 AND issue_id = ANY($2::bigint[])",
-				integrationID, replace); err != nil {
-				return err
-			}
-		}
+// pgWriteIssues decides "newer wins" inside the upsert itself: the
+// conflicting row is updated only when the incoming one is at least as new,
+// and RETURNING names the rows written, with whether they existed (xmax is
+// set on a row version made by an update). One statement instead of a
+// SELECT … FOR UPDATE and an INSERT: the upsert locks each conflicting row
+// (updated or not), in the order given, which is id order, so two writers
+// of overlapping batches (a page and a webhook) take turns and the later
+// one compares with what the earlier one wrote.
+func (d *DB) pgWriteIssues(ctx context.Context, integrationID string, in []JiraIssue, b *IssueBatch) (int, error) {
+	if len(in) == 0 {
+		return 0, nil
 	}
-	// New issues are inserted in id order too, so two batches with
-	// issues in common lock them in the same order.
-	slices.SortFunc(issues, func(a, b JiraIssue) int { return cmp.Compare(a.IssueID, b.IssueID) })
+	issues := in
 	n := len(issues)
 	var (
 		integ                                                   = make([]string, n)
@@ -362,10 +386,37 @@ func (d *DB) pgWriteIssues(ctx context.Context, integrationID string, issues []J
 		components[i], labels[i], fixVersions[i], sprint[i], parent[i] = is.Components, is.Labels, is.FixVersions, is.Sprint, is.ParentKey
 		points[i], fields[i], synced[i] = is.StoryPoints, is.Fields, is.SyncedAt
 	}
-	if err := d.pgExec(ctx, "issues", pgInsertIssues, integ, ids, keys, projKeys, projIDs, types, statuses, cats, prio,
+	keep := make(map[int64]bool, n)
+	var replace []int64 // written issues that existed: their children go
+	rows, err := d.Gorm.Statement.ConnPool.QueryContext(ctx, pgInsertIssues, integ, ids, keys, projKeys, projIDs, types, statuses, cats, prio,
 		assignee, reporter, creator, summary, description, created, updated, resolved, dueDate, dueAt,
-		components, labels, fixVersions, sprint, parent, points, fields, synced); err != nil {
-		return err
+		components, labels, fixVersions, sprint, parent, points, fields, synced)
+	if err != nil {
+		return 0, d.pgError(err, "issues")
+	}
+	for rows.Next() {
+		var id int64
+		var existed bool
+		if err := rows.Scan(&id, &existed); err != nil {
+			rows.Close()
+			return 0, d.pgError(err, "issues")
+		}
+		keep[id] = true
+		if existed {
+			replace = append(replace, id)
+		}
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return 0, d.pgError(err, "issues")
+	}
+	if len(replace) > 0 {
+		for _, table := range []string{"jira_transitions", "jira_field_changes", "jira_comments"} {
+			if err := d.pgExec(ctx, "issue children", "DELETE FROM "+table+" WHERE integration_id = $1 AND issue_id = ANY($2::bigint[])",
+				integrationID, replace); err != nil {
+				return 0, err
+			}
+		}
 	}
 
 	// Children of one issue can repeat on a retried page; the first wins.
@@ -378,7 +429,7 @@ func (d *DB) pgWriteIssues(ctx context.Context, integrationID string, issues []J
 			from[i], to[i], fromID[i], toID[i], author[i], at[i] = t.FromStatus, t.ToStatus, t.FromStatusID, t.ToStatusID, t.AuthorAccountID, t.At
 		}
 		if err := d.pgExec(ctx, "issue children", pgInsertTransitions, integ, ids, hist, items, from, to, fromID, toID, author, at); err != nil {
-			return err
+			return 0, err
 		}
 	}
 	if fc := kept(b.FieldChanges, keep, func(c *JiraFieldChange) int64 { return c.IssueID }); len(fc) > 0 {
@@ -391,7 +442,7 @@ func (d *DB) pgWriteIssues(ctx context.Context, integrationID string, issues []J
 			fromV[i], fromS[i], toV[i], toS[i], author[i], at[i] = c.FromValue, c.FromString, c.ToValue, c.ToString, c.AuthorAccountID, c.At
 		}
 		if err := d.pgExec(ctx, "issue children", pgInsertFieldChanges, integ, ids, hist, items, field, fieldID, fromV, fromS, toV, toS, author, at); err != nil {
-			return err
+			return 0, err
 		}
 	}
 	if cs := kept(b.Comments, keep, func(c *JiraComment) int64 { return c.IssueID }); len(cs) > 0 {
@@ -402,10 +453,10 @@ func (d *DB) pgWriteIssues(ctx context.Context, integrationID string, issues []J
 			integ[i], ids[i], cid[i], author[i], body[i], created[i], updated[i] = c.IntegrationID, c.IssueID, c.CommentID, c.AuthorAccountID, c.Body, c.Created, c.Updated
 		}
 		if err := d.pgExec(ctx, "issue children", pgInsertComments, integ, ids, cid, author, body, created, updated); err != nil {
-			return err
+			return 0, err
 		}
 	}
-	return nil
+	return len(keep), nil
 }
 
 // kept returns pointers to the rows whose issue is kept.
@@ -420,7 +471,8 @@ func kept[T any](rows []T, keep map[int64]bool, issueOf func(*T) int64) []*T {
 }
 
 // newerOrEqual returns which incoming issues are at least as new as what
-// is stored (or not stored at all), and which of them are stored.
+// is stored (or not stored at all), and which of them are stored. SQLite
+// only: PostgreSQL decides it in the upsert (pgWriteIssues).
 func (d *DB) newerOrEqual(ctx context.Context, integrationID string, in []JiraIssue) (keep, stored map[int64]bool, _ error) {
 	keep = make(map[int64]bool, len(in))
 	stored = map[int64]bool{}
@@ -437,31 +489,7 @@ func (d *DB) newerOrEqual(ctx context.Context, integrationID string, in []JiraIs
 		Updated time.Time
 	}
 	var rows []row
-	if d.dialect == DialectPostgres {
-		// One statement text for any number of ids (an IN list is a new
-		// statement per length), the ids passed to pgx as one array.
-		// The stored issues are locked, in id order, before any child
-		// row is touched: writers of the same issue (a page and a
-		// webhook, two webhooks) take turns instead of deadlocking on
-		// each other's deleted and re-inserted children, and the later
-		// one compares with what the earlier one wrote.
-		res, err := d.Gorm.Statement.ConnPool.QueryContext(ctx, `SELECT issue_id, updated FROM jira_issues
-WHERE integration_id = $1 AND issue_id = ANY($2::bigint[]) ORDER BY issue_id FOR UPDATE`, integrationID, ids)
-		if err != nil {
-			return nil, nil, mapError(err, "issues")
-		}
-		defer res.Close()
-		for res.Next() {
-			var r row
-			if err := res.Scan(&r.IssueID, &r.Updated); err != nil {
-				return nil, nil, mapError(err, "issues")
-			}
-			rows = append(rows, r)
-		}
-		if err := res.Err(); err != nil {
-			return nil, nil, mapError(err, "issues")
-		}
-	} else if err := d.Gorm.WithContext(ctx).Table("jira_issues").Select("issue_id, updated").
+	if err := d.Gorm.WithContext(ctx).Table("jira_issues").Select("issue_id, updated").
 		Where("integration_id = ? AND issue_id IN ?", integrationID, ids).Scan(&rows).Error; err != nil {
 		return nil, nil, mapError(err, "issues")
 	}

@@ -1,0 +1,72 @@
+package store_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/sei-io/jira-connect/internal/store"
+	"github.com/sei-io/jira-connect/internal/store/storetest"
+)
+
+// TestWriteIssuesNewerWins: an older version of an issue never overwrites a
+// newer one (nor its children); an equal or newer one replaces the issue and
+// all its children; within one batch the newest copy of an issue wins.
+func TestWriteIssuesNewerWins(t *testing.T) {
+	ctx := context.Background()
+	storetest.ForEach(t, func(t *testing.T, db *store.DB) {
+		if err := db.CreateTenant(ctx, &store.Tenant{ID: "t1", Name: "t"}); err != nil {
+			t.Fatal(err)
+		}
+		if err := db.CreateIntegration(ctx, &store.Integration{ID: "it1", TenantID: "t1", Name: "i", Type: "jira_connect_app", Status: "pending",
+			Tags: []string{}, ExcludedFields: []string{}, Settings: "{}", Timezone: "UTC"}); err != nil {
+			t.Fatal(err)
+		}
+		t0 := time.Date(2026, 3, 1, 10, 0, 0, 0, time.UTC)
+		version := func(status string, updated time.Time, comments ...string) *store.IssueBatch {
+			b := &store.IssueBatch{Issues: []store.JiraIssue{{IntegrationID: "it1", IssueID: 10001, Key: "SEI-1", ProjectKey: "SEI",
+				Status: status, Created: t0, Updated: updated, SyncedAt: t0, Components: "[]", Labels: "[]", FixVersions: "[]", Fields: "{}"}}}
+			to := status
+			b.Transitions = []store.JiraTransition{{IntegrationID: "it1", IssueID: 10001, HistoryID: "h-" + status, ToStatus: &to, At: updated}}
+			for _, c := range comments {
+				b.Comments = append(b.Comments, store.JiraComment{IntegrationID: "it1", IssueID: 10001, CommentID: c, Created: updated, Updated: updated})
+			}
+			return b
+		}
+		check := func(wantStatus string, wantTransitions, wantComments int) {
+			t.Helper()
+			is, tr, cs, err := db.IssueByKey(ctx, "it1", "SEI-1")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if is.Status != wantStatus || len(tr) != wantTransitions || len(cs) != wantComments {
+				t.Fatalf("stored %q with %d transitions and %d comments, want %q, %d, %d", is.Status, len(tr), len(cs), wantStatus, wantTransitions, wantComments)
+			}
+		}
+		write := func(b *store.IssueBatch, want int) {
+			t.Helper()
+			n, err := db.WriteIssues(ctx, "it1", b, nil)
+			if err != nil || n != want {
+				t.Fatalf("WriteIssues = %d, %v; want %d", n, err, want)
+			}
+		}
+
+		write(version("Done", t0.Add(2*time.Hour), "c1", "c2"), 1)
+		check("Done", 1, 2)
+		write(version("In Progress", t0.Add(time.Hour), "c3"), 0) // older: ignored
+		check("Done", 1, 2)
+		write(version("Reopened", t0.Add(2*time.Hour), "c4"), 1) // same instant: replaces
+		check("Reopened", 1, 1)
+		if _, tr, _, _ := db.IssueByKey(ctx, "it1", "SEI-1"); tr[0].HistoryID != "h-Reopened" {
+			t.Errorf("transition %q kept from the replaced version", tr[0].HistoryID)
+		}
+
+		// Two copies in one batch (a page and a webhook merged): the newer wins.
+		newer, older := version("Closed", t0.Add(4*time.Hour)), version("Open", t0.Add(3*time.Hour))
+		older.Issues = append(older.Issues, newer.Issues...)
+		write(older, 1)
+		if is, _, _, _ := db.IssueByKey(ctx, "it1", "SEI-1"); is.Status != "Closed" {
+			t.Errorf("status %q after a batch with two copies, want Closed", is.Status)
+		}
+	})
+}
