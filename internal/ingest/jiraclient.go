@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/sei-io/jira-connect/internal/apperr"
 	"github.com/sei-io/jira-connect/internal/jira"
 )
 
@@ -90,6 +91,38 @@ func (s *CloudSource) Search(ctx context.Context, q Query) ([]json.RawMessage, s
 		page.NextPageToken = ""
 	}
 	return page.Issues, page.NextPageToken, nil
+}
+
+// SearchParsed is Search with the page decoded once, straight into issues
+// (parsedSearcher).
+func (s *CloudSource) SearchParsed(ctx context.Context, q Query) ([]*Parsed, string, error) {
+	body := map[string]any{"jql": q.JQL, "maxResults": q.MaxResults, "fields": q.Fields}
+	if q.Changelog {
+		body["expand"] = "changelog"
+	}
+	if q.PageToken != "" {
+		body["nextPageToken"] = q.PageToken
+	}
+	var page struct {
+		Issues        []rawIssue `json:"issues"`
+		NextPageToken string     `json:"nextPageToken"`
+		IsLast        *bool      `json:"isLast"`
+	}
+	if err := s.Client.Post(ctx, "/rest/api/3/search/jql", nil, body, &page); err != nil {
+		return nil, "", err
+	}
+	if page.IsLast != nil && *page.IsLast {
+		page.NextPageToken = ""
+	}
+	out := make([]*Parsed, len(page.Issues))
+	for i, r := range page.Issues {
+		p, err := parsed(r)
+		if err != nil {
+			return nil, "", apperr.Wrap(err, apperr.Internal, "unreadable issue from Jira")
+		}
+		out[i] = p
+	}
+	return out, page.NextPageToken, nil
 }
 
 // Changelog implements Source.

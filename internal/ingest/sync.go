@@ -333,15 +333,31 @@ func (r *run) pages(ctx context.Context, jql string, checkpoint func([]*Rows) *s
 	defer cancel() // abandons a page read ahead when this one fails
 	q := Query{JQL: jql, Fields: SearchFields(r.tr.Meta, r.tr.Exclude), Changelog: true, MaxResults: r.s.PageSize}
 	type page struct {
-		raws []json.RawMessage
-		next string
-		err  error
+		issues []*Parsed
+		next   string
+		err    error
+	}
+	search := func(ctx context.Context, q Query) ([]*Parsed, string, error) {
+		if ps, ok := r.src.(parsedSearcher); ok {
+			return ps.SearchParsed(ctx, q)
+		}
+		raws, next, err := r.src.Search(ctx, q)
+		if err != nil {
+			return nil, "", err
+		}
+		issues := make([]*Parsed, len(raws))
+		for i, raw := range raws {
+			if issues[i], err = Parse(raw); err != nil {
+				return nil, "", apperr.Wrap(err, apperr.Internal, "unreadable issue from Jira")
+			}
+		}
+		return issues, next, nil
 	}
 	fetch := func(q Query) <-chan page {
 		ch := make(chan page, 1)
 		go func() {
-			raws, next, err := r.src.Search(ctx, q)
-			ch <- page{raws, next, err}
+			issues, next, err := search(ctx, q)
+			ch <- page{issues, next, err}
 		}()
 		return ch
 	}
@@ -355,8 +371,8 @@ func (r *run) pages(ctx context.Context, jql string, checkpoint func([]*Rows) *s
 			q.PageToken = p.next
 			ahead = fetch(q)
 		}
-		if len(p.raws) > 0 {
-			batch, err := r.batch(ctx, p.raws)
+		if len(p.issues) > 0 {
+			batch, err := r.batch(ctx, p.issues)
 			if err != nil {
 				return err
 			}
@@ -379,20 +395,16 @@ const completeConcurrency = 8
 // embedded in full are transformed at once; the few whose changelog or
 // comments must be fetched are completed concurrently, so their round
 // trips overlap instead of adding up.
-func (r *run) batch(parent context.Context, raws []json.RawMessage) ([]*Rows, error) {
-	out := make([]*Rows, len(raws))
-	errs := make([]error, len(raws))
+func (r *run) batch(parent context.Context, issues []*Parsed) ([]*Rows, error) {
+	out := make([]*Rows, len(issues))
+	errs := make([]error, len(issues))
 	ctx, cancel := context.WithCancelCause(parent)
 	defer cancel(nil)
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, completeConcurrency)
-	for i, raw := range raws {
-		p, err := Parse(raw)
-		if err != nil {
-			cancel(apperr.Wrap(err, apperr.Internal, "unreadable issue from Jira"))
-			break
-		}
+	for i, p := range issues {
 		if !p.ChangelogTruncated() && !p.CommentsIncomplete() {
+			var err error
 			if out[i], err = r.tr.Rows(p); err != nil {
 				cancel(err)
 				break

@@ -173,6 +173,12 @@ func Parse(b []byte) (*Parsed, error) {
 	if err := json.Unmarshal(b, &r); err != nil {
 		return nil, err
 	}
+	return parsed(r)
+}
+
+// parsed completes an issue decoded as part of a page (see
+// CloudSource.SearchParsed) or alone (Parse).
+func parsed(r rawIssue) (*Parsed, error) {
 	id, err := strconv.ParseInt(r.ID, 10, 64)
 	if err != nil {
 		return nil, err
