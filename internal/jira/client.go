@@ -268,6 +268,9 @@ func (c *Client) call(ctx context.Context, method, path string, query url.Values
 		if e == nil {
 			return nil
 		}
+		if e.Status == http.StatusTooManyRequests {
+			c.Limiter.Pause(e.RetryAfter) // the whole site waits, not only this call
+		}
 		if ctx.Err() != nil {
 			return e
 		}

@@ -69,6 +69,9 @@ type Limiter struct {
 	saturated bool // the limit was reached since the window began
 	waiters   []*waiter
 	bucket    *rate.Limiter
+	// pausedUntil holds every new request: a 429 with Retry-After speaks
+	// for the site's (or app's) quota, not for the one call that met it.
+	pausedUntil time.Time
 }
 
 type waiter struct {
@@ -156,6 +159,49 @@ func (l *Limiter) acquire(ctx context.Context) (permit, time.Duration, error) {
 	if l == nil {
 		return permit{}, 0, nil
 	}
+	paused, err := l.waitPause(ctx)
+	if err != nil {
+		return permit{}, paused, err
+	}
+	p, waited, err := l.acquireSlot(ctx)
+	return p, paused + waited, err
+}
+
+// Pause holds new requests for d (from now; a later end wins over an
+// earlier one). The client calls it on a 429 that says when to come back,
+// so the calls of the other workers wait too instead of each meeting its
+// own 429.
+func (l *Limiter) Pause(d time.Duration) {
+	if l == nil || d <= 0 {
+		return
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if until := l.clock.Now().Add(d); until.After(l.pausedUntil) {
+		l.pausedUntil = until
+	}
+}
+
+// waitPause sleeps until no pause is in force; a pause extended while
+// sleeping is waited out too.
+func (l *Limiter) waitPause(ctx context.Context) (time.Duration, error) {
+	var waited time.Duration
+	for {
+		l.mu.Lock()
+		d := l.pausedUntil.Sub(l.clock.Now())
+		l.mu.Unlock()
+		if d <= 0 {
+			return waited, nil
+		}
+		if err := l.clock.Sleep(ctx, d); err != nil {
+			return waited, err
+		}
+		waited += d
+	}
+}
+
+// acquireSlot is acquire once no pause is in force.
+func (l *Limiter) acquireSlot(ctx context.Context) (permit, time.Duration, error) {
 	l.mu.Lock()
 	if len(l.waiters) == 0 && l.inFlight < l.limit {
 		p := l.admitLocked()

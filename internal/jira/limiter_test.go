@@ -319,3 +319,31 @@ func TestIdempotent(t *testing.T) {
 		}
 	}
 }
+
+// TestLimiterPause: a pause holds every new request until it ends, and a
+// longer pause set meanwhile extends it.
+func TestLimiterPause(t *testing.T) {
+	clk := NewFakeClock()
+	l := NewLimiter(LimiterConfig{Clock: clk})
+	l.Pause(2 * time.Second)
+	l.Pause(time.Second) // shorter: changes nothing
+	p, waited, err := l.acquire(context.Background())
+	if err != nil || waited != 2*time.Second {
+		t.Fatalf("waited %v, err %v; want 2s", waited, err)
+	}
+	l.release(p, sigNeutral)
+	if p, waited, _ := l.acquire(context.Background()); waited != 0 {
+		t.Errorf("waited %v after the pause ended", waited)
+	} else {
+		l.release(p, sigNeutral)
+	}
+	var nilLimiter *Limiter
+	nilLimiter.Pause(time.Second) // no limiter, no pause, no panic
+
+	l.Pause(time.Minute)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, _, err := l.acquire(ctx); err == nil || l.InFlight() != 0 {
+		t.Errorf("cancelled during a pause: err %v, in flight %d", err, l.InFlight())
+	}
+}
