@@ -20,6 +20,14 @@
 //	go run ./cmd/ingestbench -issues 100000 -latency 100ms -rate 20 -long-tail 0
 //	go run ./cmd/ingestbench -issues 100000
 //	go build -o /tmp/jirasim ./cmd/jirasim && go run ./cmd/ingestbench -issues 1000000 -jirasim /tmp/jirasim
+//
+// -mode datacenter measures Jira Data Center instead (datacenter.go): a
+// full sync through ingest.DataCenterSource with a personal access token,
+// then every issue read as one incremental query far larger than the
+// 10,000-result window, keyset and by counted windows, each printed with
+// the requests made against the minimum:
+//
+//	go run ./cmd/ingestbench -mode datacenter -issues 100000
 package main
 
 import (
@@ -69,6 +77,11 @@ type options struct {
 	memProfile    string
 	logLevel      string
 	now           string
+
+	mode         string // cloud or datacenter
+	dcMaxResults int
+	resultWindow int
+	paging       string
 }
 
 func parse(args []string, stderr io.Writer) (*options, error) {
@@ -93,6 +106,10 @@ func parse(args []string, stderr io.Writer) (*options, error) {
 	fs.StringVar(&o.memProfile, "memprofile", "", "write a heap profile at the end of the sync to this file")
 	fs.StringVar(&o.logLevel, "log-level", "warn", "the Syncer's log level")
 	fs.StringVar(&o.now, "now", "", "the site's present for generated data, RFC 3339 (default: now); fix it to compare runs")
+	fs.StringVar(&o.mode, "mode", "cloud", "cloud (the Connect app) or datacenter (Jira Data Center with a personal access token)")
+	fs.IntVar(&o.dcMaxResults, "dc-max-results", jirasim.DCDefaultMaxResults, "datacenter: the most issues the server grants a search page")
+	fs.IntVar(&o.resultWindow, "result-window", jirasim.DCResultWindow, "datacenter: the server's result window (startAt + maxResults)")
+	fs.StringVar(&o.paging, "paging", "keyset", "datacenter: the full sync's paging, keyset or windows")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -108,6 +125,12 @@ func parse(args []string, stderr io.Writer) (*options, error) {
 		return nil, errors.New("-db postgres needs -dsn or TEST_DATABASE_URL (eval \"$(scripts/testpg.sh start)\")")
 	case o.longTail < 0 || o.longTail > 1:
 		return nil, errors.New("-long-tail must be in [0, 1]")
+	case o.mode != "cloud" && o.mode != "datacenter":
+		return nil, errors.New("-mode must be cloud or datacenter")
+	case o.mode == "datacenter" && o.jirasimBin != "":
+		return nil, errors.New("-mode datacenter runs the simulator in this process; -jirasim is for cloud")
+	case o.paging != "keyset" && o.paging != "windows":
+		return nil, errors.New("-paging must be keyset or windows")
 	}
 	return o, nil
 }
@@ -139,6 +162,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 	}
 	spec := o.spec(now)
+	if o.mode == "datacenter" {
+		return runDataCenter(ctx, o, spec, log, stdout)
+	}
 
 	where := "in-process (its memory counts in this process's RSS)"
 	if o.jirasimBin != "" {

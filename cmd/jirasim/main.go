@@ -27,6 +27,17 @@
 //
 // -churn N changes N issues a second (a transition or a comment) and
 // delivers the webhooks to the installed app.
+//
+// -mode datacenter plays Jira Data Center instead (API v2, startAt paging
+// with the 10,000 result window, no Connect app and no keys server):
+//
+//	go run ./cmd/jirasim -mode datacenter -issues 100000 -dc-user sei.bot:secret \
+//	  -pat sei.bot:my-personal-access-token -adfs sei-ingest:urn:jira -adfs-user sei.bot:adfs-pw -tls
+//
+//	curl -k -H 'Authorization: Bearer my-personal-access-token' \
+//	  'https://127.0.0.1:8090/rest/api/2/search?jql=project=PLAT&maxResults=2'
+//
+// -tls serves https with a self-signed certificate (either mode).
 package main
 
 import (
@@ -73,7 +84,21 @@ type options struct {
 	faultSlow                       float64
 	slowDelay                       time.Duration
 	churn                           float64
+
+	mode                       string
+	tls                        bool
+	dcUsers, pats, adfsUsers   listFlag
+	adfs                       string
+	dcMaxResults, resultWindow int
+	hiddenEmails               float64
+	anonymous404               bool
 }
+
+// listFlag is a flag that may be given several times.
+type listFlag []string
+
+func (l *listFlag) String() string     { return strings.Join(*l, ",") }
+func (l *listFlag) Set(v string) error { *l = append(*l, v); return nil }
 
 func parse(args []string, stderr io.Writer) (*options, error) {
 	o := &options{}
@@ -109,6 +134,16 @@ func parse(args []string, stderr io.Writer) (*options, error) {
 	fs.Float64Var(&o.faultSlow, "fault-slow", 0, "probability of a slow answer (-slow-delay)")
 	fs.DurationVar(&o.slowDelay, "slow-delay", 3*time.Second, "delay of slow answers")
 	fs.Float64Var(&o.churn, "churn", 0, "issues changed a second, with webhooks to the installed app")
+	fs.StringVar(&o.mode, "mode", "cloud", "cloud (Jira Cloud: Connect app and API tokens) or datacenter (Jira Data Center, API v2)")
+	fs.BoolVar(&o.tls, "tls", false, "serve https with a self-signed certificate")
+	fs.Float64Var(&o.hiddenEmails, "hidden-emails", d.HiddenEmailShare, "share of users whose profile hides their email from API tokens")
+	fs.Var(&o.dcUsers, "dc-user", "datacenter: username:password of a user who may call with HTTP Basic (repeatable)")
+	fs.Var(&o.pats, "pat", "datacenter: username:token, a personal access token (repeatable)")
+	fs.StringVar(&o.adfs, "adfs", "", "datacenter: client_id:resource of an ADFS relying party; serves "+jirasim.ADFSPath)
+	fs.Var(&o.adfsUsers, "adfs-user", "datacenter: username:password at ADFS (repeatable)")
+	fs.IntVar(&o.dcMaxResults, "dc-max-results", jirasim.DCDefaultMaxResults, "datacenter: the most issues a search page grants")
+	fs.IntVar(&o.resultWindow, "result-window", jirasim.DCResultWindow, "datacenter: the deepest a search may page (startAt + maxResults)")
+	fs.BoolVar(&o.anonymous404, "anonymous-404", false, "datacenter: answer refused credentials with 404 (an expired session), not 401")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -134,6 +169,29 @@ func parse(args []string, stderr io.Writer) (*options, error) {
 	if o.basic != "" && !strings.Contains(o.basic, ":") {
 		return nil, errors.New("-basic wants email:token")
 	}
+	o.spec.HiddenEmailShare = o.hiddenEmails
+	switch o.mode {
+	case "cloud":
+		if len(o.dcUsers)+len(o.pats)+len(o.adfsUsers) > 0 || o.adfs != "" {
+			return nil, errors.New("-dc-user, -pat, -adfs and -adfs-user need -mode datacenter")
+		}
+	case "datacenter":
+		if o.app != "" {
+			return nil, errors.New("-app needs -mode cloud: Data Center has no Connect app")
+		}
+		for name, l := range map[string]listFlag{"-dc-user": o.dcUsers, "-pat": o.pats, "-adfs-user": o.adfsUsers} {
+			for _, v := range l {
+				if u, p, ok := strings.Cut(v, ":"); !ok || u == "" || p == "" {
+					return nil, fmt.Errorf("%s wants username:secret", name)
+				}
+			}
+		}
+		if o.adfs != "" && !strings.Contains(o.adfs, ":") {
+			return nil, errors.New("-adfs wants client_id:resource")
+		}
+	default:
+		return nil, fmt.Errorf("-mode %q: want cloud or datacenter", o.mode)
+	}
 	return o, nil
 }
 
@@ -143,6 +201,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, ready fun
 	o, err := parse(args, stderr)
 	if err != nil {
 		return err
+	}
+	if o.mode == "datacenter" {
+		return runDataCenter(ctx, o, stdout, stderr, ready)
 	}
 	// Listen first, so a taken port fails at once.
 	keysL, err := net.Listen("tcp", o.keysAddr)
@@ -174,6 +235,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, ready fun
 		}
 	}
 	opts := []jirasim.SiteOption{jirasim.WithListener(siteL), jirasim.WithTimeZone(o.tz)}
+	if o.tls {
+		opts = append(opts, jirasim.WithTLS())
+	}
 	if o.contextPath != "" {
 		opts = append(opts, jirasim.WithContextPath(o.contextPath))
 	}

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"io"
 	"net"
@@ -193,6 +194,60 @@ func TestServeWithoutApp(t *testing.T) {
 	}
 }
 
+func TestServeDataCenter(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var stdout syncBuffer
+	ready := make(chan *jirasim.Site, 1)
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, []string{"-mode", "datacenter", "-addr", "127.0.0.1:0", "-issues", "300", "-tls", "-pat", "sei.bot:tok-123",
+			"-dc-user", "ada:pw", "-adfs", "sei:urn:jira", "-adfs-user", "sei.bot:adfs", "-dc-max-results", "7", "-result-window", "20"},
+			&stdout, io.Discard, func(s *jirasim.Site) { ready <- s })
+	}()
+	var site *jirasim.Site
+	select {
+	case site = <-ready:
+	case err := <-done:
+		t.Fatal(err)
+	}
+	h := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}} //nolint:gosec // the simulator's self-signed certificate
+	get := func(path, user, pw string) (int, http.Header, string) {
+		req, _ := http.NewRequest(http.MethodGet, site.BaseURL+path, nil)
+		if pw == "" {
+			req.Header.Set("Authorization", "Bearer "+user)
+		} else {
+			req.SetBasicAuth(user, pw)
+		}
+		resp, err := h.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		return resp.StatusCode, resp.Header, string(b)
+	}
+	if st, hd, body := get("/rest/api/2/search?jql=ORDER+BY+id&maxResults=50", "tok-123", ""); st != 200 || !strings.Contains(body, `"maxResults":7`) || hd.Get("X-AUSERNAME") != "sei.bot" {
+		t.Errorf("PAT search: %d %v %.200s", st, hd, body)
+	}
+	if st, _, body := get("/rest/api/2/search?jql=ORDER+BY+id&startAt=14&maxResults=7", "ada", "pw"); st != 400 || !strings.Contains(body, "Search limit exceeded") {
+		t.Errorf("past the window: %d %s", st, body)
+	}
+	if st, hd, _ := get("/rest/api/2/myself", "ada", "nope"); st != 401 || hd.Get("X-AUSERNAME") != "anonymous" {
+		t.Errorf("wrong password: %d %v", st, hd)
+	}
+	if !strings.HasPrefix(site.BaseURL, "https://") || !strings.Contains(stdout.String(), site.ADFSURL()) {
+		t.Errorf("%s\n%s", site.BaseURL, stdout.String())
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(stdout.String(), "1 refused past the result window") {
+		t.Errorf("output:\n%s", stdout.String())
+	}
+}
+
 func TestRunErrors(t *testing.T) {
 	taken, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -208,6 +263,10 @@ func TestRunErrors(t *testing.T) {
 		{[]string{"-tz", "Mars/Base"}, "-tz"},
 		{[]string{"-basic", "nocolon"}, "email:token"},
 		{[]string{"extra"}, "unexpected arguments"},
+		{[]string{"-mode", "server"}, "want cloud or datacenter"},
+		{[]string{"-mode", "datacenter", "-pat", "nocolon"}, "username:secret"},
+		{[]string{"-pat", "a:b"}, "need -mode datacenter"},
+		{[]string{"-mode", "datacenter", "-adfs", "x"}, "client_id:resource"},
 		{[]string{"-keys-addr", taken.Addr().String()}, "keys server"},
 		{[]string{"-keys-addr", "127.0.0.1:0", "-addr", taken.Addr().String()}, "site"},
 		{[]string{"-keys-addr", "127.0.0.1:0", "-addr", "127.0.0.1:0", "-app", "http://127.0.0.1:1/atlassian-connect.json", "-app-wait", "300ms"}, "descriptor"},

@@ -8,8 +8,11 @@
 // JIRA_HOST_ALLOWLIST); then posts jira:issue_updated webhooks over
 // -concurrency keep-alive connections for -warmup plus -duration, each with
 // an HS256 token from a pool signed in advance (signing per request would
-// take CPU from the server on a small machine). It prints requests, errors,
-// req/s and latency percentiles, and exits 1 if any request failed.
+// take CPU from the server on a small machine). With -api-keys-file it first
+// links every site to an integration through the public API, so that each
+// webhook is stored and its job enqueued, as for a real linked site. It
+// prints requests, errors, req/s and latency percentiles, and exits 1 if any
+// request failed.
 //
 // scripts/bench-webhooks.sh runs it against the built binary on PostgreSQL.
 package main
@@ -42,6 +45,7 @@ type options struct {
 	pgStats       string
 	pgDB          string
 	statsSettle   time.Duration
+	apiKeysFile   string
 	json          bool
 }
 
@@ -63,6 +67,7 @@ func main() {
 	fs.StringVar(&o.pgStats, "pg-stats", "", "PostgreSQL URL to read pg_stat_database from before/after the webhook phase (optional)")
 	fs.StringVar(&o.pgDB, "pg-db", "bench", "database whose pg_stat_database row -pg-stats reads")
 	fs.DurationVar(&o.statsSettle, "stats-settle", 11*time.Second, "wait before each pg_stat_database read, so idle backends have flushed their counters (PostgreSQL flushes within 10s)")
+	fs.StringVar(&o.apiKeysFile, "api-keys-file", "", "SEI API keys, one per line, of different tenants (one per 10 sites): link every site to an integration of its own through the public API, so webhooks are stored and enqueued as in production; without it sites stay unlinked and their webhooks are dropped")
 	fs.BoolVar(&o.json, "json", false, "print the summary as JSON")
 	_ = fs.Parse(os.Args[1:])
 	if fs.NArg() > 0 {

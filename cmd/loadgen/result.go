@@ -13,6 +13,7 @@ import (
 type result struct {
 	Target          string           `json:"target"`
 	Sites           int              `json:"sites"`
+	Linked          bool             `json:"linked"` // each site to an integration: webhooks are stored and enqueued
 	Concurrency     int              `json:"concurrency"`
 	Warmup          string           `json:"warmup"`
 	Duration        string           `json:"duration"`
@@ -120,8 +121,12 @@ func (r *result) writeJSON(w io.Writer) error {
 func (r *result) writeText(w io.Writer) {
 	p := func(format string, args ...any) { fmt.Fprintf(w, format+"\n", args...) }
 	p("target       POST %s (jira:issue_updated, %d B body)", r.Target, r.BodyBytes)
-	p("load         %d sites round robin, %d keep-alive connections, %d pre-signed tokens per site, warm-up %s, measured %s",
-		r.Sites, r.Concurrency, r.TokensPerSite, r.Warmup, r.Duration)
+	linked := "not linked to integrations: webhooks acknowledged and dropped"
+	if r.Linked {
+		linked = "each linked to an integration: webhooks stored and enqueued"
+	}
+	p("load         %d sites round robin (%s), %d keep-alive connections, %d pre-signed tokens per site, warm-up %s, measured %s",
+		r.Sites, linked, r.Concurrency, r.TokensPerSite, r.Warmup, r.Duration)
 	p("requests     %d measured, %d errors (warm-up: %d requests, %d errors)", r.Requests, r.Errors, r.WarmupRequests, r.WarmupErrors)
 	codes := slices.Sorted(maps.Keys(r.Statuses))
 	var sts []string
@@ -166,16 +171,16 @@ func (r *result) writeText(w io.Writer) {
 			d.Transactions, d.Commits, d.Rollbacks, d.TupInserted, d.TupUpdated)
 	}
 	if d := r.DBWebhooks; d != nil {
-		p("postgres     webhook phase: %d transactions (%d commits, %d rollbacks) for %d webhooks = %.3f per 1000; %d rows fetched, %d inserted, %d updated",
-			d.Transactions, d.Commits, d.Rollbacks, r.Requests+r.WarmupRequests, d.PerKRequests, d.TupFetched, d.TupInserted, d.TupUpdated)
+		p("postgres     webhook phase: %d transactions (%d commits, %d rollbacks) for %d webhooks = %.3f per 1000; %d rows fetched, %d inserted, %d updated; %d sessions opened",
+			d.Transactions, d.Commits, d.Rollbacks, r.Requests+r.WarmupRequests, d.PerKRequests, d.TupFetched, d.TupInserted, d.TupUpdated, d.Sessions)
 	}
 	// One machine-readable line for scripts/bench-webhooks.sh.
-	dbx, dbk := int64(-1), "unknown"
+	dbx, dbk, dbs := int64(-1), "unknown", int64(-1)
 	if r.DBWebhooks != nil {
-		dbx, dbk = r.DBWebhooks.Transactions, fmt.Sprintf("%.1f", r.DBWebhooks.PerKRequests)
+		dbx, dbk, dbs = r.DBWebhooks.Transactions, fmt.Sprintf("%.1f", r.DBWebhooks.PerKRequests), r.DBWebhooks.Sessions
 	}
-	p("RESULT requests=%d errors=%d rps=%.0f p50_ms=%.2f p90_ms=%.2f p99_ms=%.2f max_ms=%.2f server_cores=%s loadgen_cores=%.2f pg_cores=%s other_cores=%s server_us_per_req=%s db_xacts=%d db_xacts_per_1k=%s",
-		r.Requests, r.Errors+r.WarmupErrors, r.ReqPerSec, l.P50, l.P90, l.P99, l.Max, srv, r.CPU.LoadgenCores, pg, other, perReq, dbx, dbk)
+	p("RESULT linked=%t requests=%d errors=%d rps=%.0f p50_ms=%.2f p90_ms=%.2f p99_ms=%.2f max_ms=%.2f server_cores=%s loadgen_cores=%.2f pg_cores=%s other_cores=%s server_us_per_req=%s db_xacts=%d db_xacts_per_1k=%s db_sessions=%d",
+		r.Linked, r.Requests, r.Errors+r.WarmupErrors, r.ReqPerSec, l.P50, l.P90, l.P99, l.Max, srv, r.CPU.LoadgenCores, pg, other, perReq, dbx, dbk, dbs)
 	if r.disturbed() {
 		p("WARNING      %s cores went to something other than the server, loadgen and PostgreSQL: another process shared the machine; these figures are not clean", other)
 	}

@@ -87,9 +87,21 @@ func run(ctx context.Context, o options, logw io.Writer, onKeys func(url string)
 	if err != nil {
 		return nil, err
 	}
+	linked := false
+	if o.apiKeysFile != "" {
+		keys, err := readAPIKeys(o.apiKeysFile)
+		if err != nil {
+			return nil, err
+		}
+		logf(logw, "linking %d sites to integrations of %d tenants", len(sites), (len(sites)+sitesPerTenant-1)/sitesPerTenant)
+		if err := link(ctx, base, sites, keys); err != nil {
+			return nil, err
+		}
+		linked = true
+	}
 
 	res := &result{
-		Target: target, Sites: o.sites, Concurrency: o.concurrency,
+		Target: target, Sites: o.sites, Linked: linked, Concurrency: o.concurrency,
 		Warmup: o.warmup.String(), Duration: o.duration.String(),
 		TokensPerSite: o.tokensPerSite, Statuses: map[string]int64{},
 	}

@@ -23,6 +23,7 @@ type pgSnapshot struct {
 	Commits, Rollbacks                    int64
 	TupReturned, TupFetched, TupInserted  int64
 	TupUpdated, TupDeleted, BlocksTouched int64
+	Sessions                              int64 // -1 before PostgreSQL 14
 }
 
 // DBUse is what the service asked of PostgreSQL during a phase.
@@ -34,6 +35,10 @@ type DBUse struct {
 	TupFetched   int64 `json:"tup_fetched"`
 	TupInserted  int64 `json:"tup_inserted"`
 	TupUpdated   int64 `json:"tup_updated"`
+	// Sessions is how many connections were opened (PostgreSQL 14 and
+	// later; -1 before): each is a backend process forked, so a pool that
+	// closes and reopens connections under load shows here.
+	Sessions int64 `json:"sessions"`
 	// PerKRequests is transactions per 1000 webhooks (warm-up included).
 	PerKRequests float64 `json:"transactions_per_1000_requests,omitempty"`
 }
@@ -68,10 +73,11 @@ func (p *pgStats) snapshot(ctx context.Context) (pgSnapshot, error) {
 	if _, err := p.conn.Exec(ctx, "SELECT pg_stat_clear_snapshot()"); err != nil {
 		return s, fmt.Errorf("pg_stat_clear_snapshot: %w", err)
 	}
+	// sessions through to_jsonb: the column only exists from PostgreSQL 14.
 	err := p.conn.QueryRow(ctx, `SELECT xact_commit, xact_rollback, tup_returned, tup_fetched,
-		tup_inserted, tup_updated, tup_deleted, blks_hit + blks_read
-		FROM pg_stat_database WHERE datname = $1`, p.db).
-		Scan(&s.Commits, &s.Rollbacks, &s.TupReturned, &s.TupFetched, &s.TupInserted, &s.TupUpdated, &s.TupDeleted, &s.BlocksTouched)
+		tup_inserted, tup_updated, tup_deleted, blks_hit + blks_read, coalesce((to_jsonb(d) ->> 'sessions')::bigint, -1)
+		FROM pg_stat_database d WHERE datname = $1`, p.db).
+		Scan(&s.Commits, &s.Rollbacks, &s.TupReturned, &s.TupFetched, &s.TupInserted, &s.TupUpdated, &s.TupDeleted, &s.BlocksTouched, &s.Sessions)
 	if err != nil {
 		return s, fmt.Errorf("pg_stat_database for %s: %w", p.db, err)
 	}
@@ -79,6 +85,10 @@ func (p *pgStats) snapshot(ctx context.Context) (pgSnapshot, error) {
 }
 
 func (s pgSnapshot) sub(o pgSnapshot) DBUse {
+	sessions := s.Sessions - o.Sessions
+	if s.Sessions < 0 || o.Sessions < 0 {
+		sessions = -1
+	}
 	return DBUse{
 		Transactions: s.Commits + s.Rollbacks - o.Commits - o.Rollbacks,
 		Commits:      s.Commits - o.Commits,
@@ -87,6 +97,7 @@ func (s pgSnapshot) sub(o pgSnapshot) DBUse {
 		TupFetched:   s.TupFetched - o.TupFetched,
 		TupInserted:  s.TupInserted - o.TupInserted,
 		TupUpdated:   s.TupUpdated - o.TupUpdated,
+		Sessions:     sessions,
 	}
 }
 

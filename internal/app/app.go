@@ -24,6 +24,7 @@ import (
 	"github.com/sei-io/jira-connect/internal/config"
 	"github.com/sei-io/jira-connect/internal/descriptor"
 	"github.com/sei-io/jira-connect/internal/httpapi"
+	"github.com/sei-io/jira-connect/internal/hygiene"
 	"github.com/sei-io/jira-connect/internal/ingest"
 	"github.com/sei-io/jira-connect/internal/integrations"
 	"github.com/sei-io/jira-connect/internal/jira"
@@ -192,22 +193,35 @@ func New(cfg *config.Config, log *slog.Logger, db *store.DB, kr *secrets.KeyRing
 		return nil, fmt.Errorf("openapi.yaml: %w", err)
 	}
 	dir := lifecycle.NewDirectory(db, kr, cfg.CacheTTL, now)
-	ints := &integrations.Service{DB: db, Now: now, Log: log,
+	// The directory knows each site's linked integration; any write to an
+	// integration drops that knowledge here and, by NOTIFY, on every replica.
+	if err := db.WatchLinks(dir.InvalidateAll); err != nil {
+		return nil, err
+	}
+	ints := &integrations.Service{DB: db, Now: now, Log: log, Secrets: kr, CloudHosts: cfg.JiraHosts,
+		AllowLoopbackHTTP: cfg.Env != config.EnvProduction, PublicURL: cfg.BaseURL.String(),
 		Validator: &integrations.Validator{Installations: dir, AppKey: cfg.AppKey, HTTP: &http.Client{Timeout: 15 * time.Second}, Now: now}}
 	lc := &lifecycle.Service{Store: db, Sealer: kr, Directory: dir, AppKey: cfg.AppKey, JiraHosts: cfg.JiraHosts,
 		Retention: cfg.UninstallRetention, Now: now, Log: log, Changed: ints.InstallationChanged}
-	sources := ConnectSources(dir, cfg.AppKey, now)
+	sources := Sources(ConnectSources(dir, cfg.AppKey, now), ints)
 	syncer := &ingest.Syncer{DB: db, Sources: sources, Now: now, Log: log}
-	webhooks := &ingest.Webhooks{DB: db, Sources: sources, Now: now}
+	webhooks := &ingest.Webhooks{DB: db, Sources: sources, Now: now, Links: dir}
 	maint := &maintenance{db: db, now: now, log: log}
 	bg, err := jobs.New(db, jobs.Config{SyncInterval: cfg.SyncInterval, SyncTimeout: cfg.SyncTimeout, Workers: cfg.Workers,
-		PollInterval: cfg.JobsPollInterval, Logger: log}, syncer, webhooks, maint)
+		PollInterval: cfg.JobsPollInterval, Logger: log}, &syncGuard{syncer: syncer, db: db, ints: ints}, webhooks, maint)
 	if err != nil {
 		return nil, err
 	}
 	maint.enqueue = bg.EnqueueWebhook
 	webhooks.Enqueue = bg.EnqueueWebhook
 	ints.Queue = bg
+	// The hygiene report and the Salesforce mapping (issue 6). Links are
+	// written with the issues (store.WriteReportRows) by ingestion's
+	// extractor.
+	hyg := &hygiene.Service{DB: db, Now: now, Log: log, Fields: hygiene.SourceFields{Sources: sources}, Queue: bg}
+	if err := db.SetSalesforceExtractor(ingest.SalesforceLinks); err != nil {
+		return nil, err
+	}
 	metrics := httpapi.NewMetrics()
 	h := httpapi.New(httpapi.Deps{
 		Config:     cfg,
@@ -223,6 +237,7 @@ func New(cfg *config.Config, log *slog.Logger, db *store.DB, kr *secrets.KeyRing
 		RedeemLimit:  ratelimit.New(redeemEvery, cmp.Or(opts.RedeemBurst, redeemBurst), now),
 		OpenAPI:      openapi,
 		Webhooks:     webhooks,
+		Hygiene:      hyg,
 		Ready:        func(ctx context.Context) error { return Ready(ctx, db) },
 		Metrics:      metrics,
 		Log:          log,

@@ -17,6 +17,7 @@ import (
 	"github.com/sei-io/jira-connect/internal/atlassianjwt"
 	"github.com/sei-io/jira-connect/internal/config"
 	"github.com/sei-io/jira-connect/internal/descriptor"
+	"github.com/sei-io/jira-connect/internal/hygiene"
 	"github.com/sei-io/jira-connect/internal/ingest"
 	"github.com/sei-io/jira-connect/internal/integrations"
 	"github.com/sei-io/jira-connect/internal/keys"
@@ -39,6 +40,7 @@ type Deps struct {
 	RedeemLimit  *ratelimit.Limiter
 	OpenAPI      []byte // the OpenAPI document, as JSON
 	Webhooks     *ingest.Webhooks
+	Hygiene      *hygiene.Service // issue hygiene report and settings, Salesforce mapping
 	Ready        func(ctx context.Context) error
 	Metrics      *Metrics
 	Log          *slog.Logger
@@ -108,6 +110,19 @@ func New(d Deps) http.Handler {
 	api.GET("/integrations/:id/issues", h.listIssues)
 	api.GET("/integrations/:id/issues/:key", h.getIssue)
 	api.GET("/integrations/:id/users", h.listUsers)
+	api.GET("/integrations/:id/hygiene", h.hygieneReport)
+	api.GET("/integrations/:id/hygiene/issues", h.hygieneIssues)
+	api.GET("/integrations/:id/hygiene/settings", h.getHygieneSettings)
+	api.PUT("/integrations/:id/hygiene/settings", h.putHygieneSettings)
+	api.GET("/integrations/:id/salesforce/settings", h.getSalesforceSettings)
+	api.PUT("/integrations/:id/salesforce/settings", h.putSalesforceSettings)
+	api.GET("/integrations/:id/salesforce-links", h.listSalesforceLinks)
+	api.PUT("/integrations/:id/authentication", h.reauthenticate)
+	api.GET("/integrations/:id/satellite.yml", h.satelliteYAML)
+	// The Ingestion Satellite's pushes: the same API keys, larger bodies.
+	sat := g.Group("/api/v1/integrations/:id/satellite", noStore, limitBody(satelliteBodyLimit), h.requireAPIKey)
+	sat.POST("/batches", h.satelliteBatch)
+	sat.POST("/heartbeat", h.satelliteHeartbeat)
 	return r
 }
 

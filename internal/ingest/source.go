@@ -5,16 +5,23 @@ import (
 	"encoding/json"
 )
 
-// Source is what a sync reads from Jira. The Connect app, API tokens and
-// Data Center each provide one (see jiraclient.go); tests use the Jira
-// simulator behind the real client.
+// Source is what a sync reads from Jira. The Connect app (CloudSource,
+// jiraclient.go), API tokens (CloudTokenSource, cloudtoken.go) and Data
+// Center (DataCenterSource, datacenter.go) each provide one; tests use the
+// Jira simulator behind the real client. Raw issues are in Jira Cloud's
+// shape: a source for another shape rewrites them (Data Center's users
+// get an accountId, their key).
 type Source interface {
 	// Fields is the site's field list.
 	Fields(ctx context.Context) (FieldMeta, error)
 	// Projects are the keys of the projects the app can browse.
 	Projects(ctx context.Context) ([]string, error)
 	// Search runs bounded JQL and returns one page of raw issues and the
-	// token of the next page ("" on the last).
+	// token of the next page ("" on the last). The token is the source's
+	// own: Jira's nextPageToken on Cloud, an encoded position (keyset or
+	// window and offset) on Data Center, which pages by startAt. Given
+	// back with the same Query, it continues exactly after the page, so a
+	// page's checkpoint resumes without a gap.
 	Search(ctx context.Context, q Query) (issues []json.RawMessage, next string, err error)
 	// Changelog returns up to count of the issue's histories from startAt
 	// (oldest first), paging as needed; count < 0 means to the end.

@@ -57,11 +57,22 @@ func ParseWebhook(body []byte) (*Notification, error) {
 	return n, nil
 }
 
+// Links tells which integration a Jira site is linked to.
+type Links interface {
+	// LinkedIntegration returns the integration's id, "" when the site is
+	// not linked to one (or not installed).
+	LinkedIntegration(ctx context.Context, clientKey string) (string, error)
+}
+
 // Webhooks records notifications and processes them.
 type Webhooks struct {
 	DB      *store.DB
 	Sources SourceFactory
 	Now     func() time.Time
+	// Links answers from memory (the lifecycle directory, which drops its
+	// copy whenever a link changes), so acknowledging a webhook reads
+	// nothing from the database. Nil asks the database every time.
+	Links Links
 	// Enqueue schedules processing (a River job); nil processes inline
 	// later through ProcessPending.
 	Enqueue func(ctx context.Context, eventID int64) error
@@ -77,10 +88,12 @@ func (w *Webhooks) Accept(ctx context.Context, clientKey string, body []byte) er
 	}
 	// A site not linked to an integration has nothing to keep fresh; its
 	// first sync after linking reads everything anyway.
-	if _, err := w.DB.IntegrationByClientKey(ctx, clientKey); apperr.CodeOf(err) == apperr.NotFound {
-		return nil
-	} else if err != nil {
+	linked, err := w.linkedIntegration(ctx, clientKey)
+	if err != nil {
 		return err
+	}
+	if linked == "" {
+		return nil
 	}
 	e := &store.WebhookEvent{ClientKey: clientKey, Event: n.Event, IssueID: n.IssueID, IssueKey: n.IssueKey,
 		JiraTimestamp: n.Timestamp, ReceivedAt: w.Now().UTC()}
@@ -93,6 +106,20 @@ func (w *Webhooks) Accept(ctx context.Context, clientKey string, body []byte) er
 		_ = w.Enqueue(ctx, e.ID)
 	}
 	return nil
+}
+
+func (w *Webhooks) linkedIntegration(ctx context.Context, clientKey string) (string, error) {
+	if w.Links != nil {
+		return w.Links.LinkedIntegration(ctx, clientKey)
+	}
+	it, err := w.DB.IntegrationByClientKey(ctx, clientKey)
+	if apperr.CodeOf(err) == apperr.NotFound {
+		return "", nil
+	}
+	if err != nil {
+		return "", err
+	}
+	return it.ID, nil
 }
 
 // ProcessWebhook brings the issue a notification names up to date: read

@@ -12,8 +12,8 @@ import (
 	"github.com/sei-io/jira-connect/internal/store"
 )
 
-// Integration types. Only the Connect app is accepted today; the others
-// arrive with the API-token and Data Center work and the model holds them.
+// Integration types: the Connect app, a Jira Cloud site by an Atlassian
+// account's API token, and Jira Data Center (connection.go).
 const (
 	TypeConnectApp = "jira_connect_app"
 	TypeCloudToken = "jira_cloud_api_token"
@@ -64,6 +64,10 @@ type Integration struct {
 	StatusReason   string    `json:"status_reason"`
 	StatusMessage  string    `json:"status_message"`
 	Site           *Site     `json:"site"`
+	Connection     string    `json:"connection,omitempty"` // API-token and Data Center types (connection.go)
+	URL            string    `json:"url,omitempty"`
+	Authentication *AuthView `json:"authentication,omitempty"`
+	TLS            *TLSView  `json:"tls,omitempty"`
 	CreatedAt      time.Time `json:"created_at"`
 	UpdatedAt      time.Time `json:"updated_at"`
 }
@@ -81,6 +85,7 @@ func view(in *store.Integration) *Integration {
 	if in.ClientKey != nil {
 		v.Site = &Site{ClientKey: *in.ClientKey, LinkedAt: in.LinkedAt}
 	}
+	connectionView(v, in)
 	return v
 }
 
@@ -100,6 +105,11 @@ type Input struct {
 	Type           *string   `json:"type"`
 	Timezone       *string   `json:"timezone"`
 	ExcludedFields *[]string `json:"excluded_fields"`
+	// API-token and Data Center types only (connection.go).
+	Connection     *string    `json:"connection"`
+	URL            *string    `json:"url"`
+	Authentication *AuthInput `json:"authentication"`
+	TLS            *TLSInput  `json:"tls"`
 }
 
 // Limits of the settings form.
@@ -119,8 +129,7 @@ var excludedAliases = map[string]bool{"summary": true, "description": true, "com
 // "issuetype") or a custom field ("customfield_10010").
 var fieldID = regexp.MustCompile(`^(customfield_[0-9]{1,10}|[a-z][a-zA-Z0-9_]{0,63})$`)
 
-func (in *Input) apply(it *store.Integration, creating bool) error {
-	f := map[string]string{}
+func (in *Input) apply(it *store.Integration, creating bool, f map[string]string) {
 	if in.Name != nil {
 		it.Name = strings.TrimSpace(*in.Name)
 	}
@@ -147,11 +156,9 @@ func (in *Input) apply(it *store.Integration, creating bool) error {
 		it.Type = *in.Type
 	}
 	switch it.Type {
-	case TypeConnectApp:
-	case TypeCloudToken, TypeDataCenter:
-		f["type"] = "is not available yet; use jira_connect_app"
+	case TypeConnectApp, TypeCloudToken, TypeDataCenter:
 	default:
-		f["type"] = "must be jira_connect_app"
+		f["type"] = "must be jira_connect_app, jira_cloud_api_token or jira_datacenter"
 	}
 	if in.Timezone != nil {
 		it.Timezone = *in.Timezone
@@ -169,10 +176,18 @@ func (in *Input) apply(it *store.Integration, creating bool) error {
 			f["excluded_fields"] = msg + ": use summary, description, comments or Jira field ids such as customfield_10010"
 		}
 	}
+}
+
+// applyAll validates every field of in into it, the connection included,
+// and reports all bad fields at once.
+func (s *Service) applyAll(in *Input, it *store.Integration, creating bool) error {
+	f := map[string]string{}
+	in.apply(it, creating, f)
+	ch := s.applyConnection(in, it, creating, f)
 	if len(f) > 0 {
 		return apperr.Validation(f)
 	}
-	return nil
+	return s.commitConnection(it, ch)
 }
 
 // validTimezone accepts IANA names; "Local" depends on the server and is
@@ -220,8 +235,11 @@ func (s *Service) Create(ctx context.Context, tenantID string, in Input) (*Integ
 		t := TypeConnectApp
 		in.Type = &t
 	}
-	if err := in.apply(it, true); err != nil {
+	if err := s.applyAll(&in, it, true); err != nil {
 		return nil, err
+	}
+	if it.Type != TypeConnectApp {
+		it.StatusReason = ReasonNotValidated // nothing to link: validate
 	}
 	if err := s.DB.CreateIntegration(ctx, it); err != nil {
 		return nil, nameConflict(err)
@@ -251,7 +269,7 @@ func (s *Service) Update(ctx context.Context, tenantID, id string, in Input) (*I
 	if err != nil {
 		return nil, err
 	}
-	if err := in.apply(it, false); err != nil {
+	if err := s.applyAll(&in, it, false); err != nil {
 		return nil, err
 	}
 	if err := s.DB.SaveIntegration(ctx, it); err != nil {

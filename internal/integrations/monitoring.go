@@ -16,6 +16,8 @@ type Monitoring struct {
 	Installation   *InstallState `json:"installation"`
 	LastValidation *Validation   `json:"last_validation"`
 	Sync           SyncState     `json:"sync"`
+	// Satellite is the satellite's contact, for a satellite integration.
+	Satellite *SatelliteState `json:"satellite,omitempty"`
 }
 
 // InstallState is the linked installation as the app sees it.
@@ -65,6 +67,11 @@ func (s *Service) Monitoring(ctx context.Context, tenantID, id string) (*Monitor
 	}
 	if m.Sync.Stored, err = s.DB.CountIngested(ctx, it.ID); err != nil {
 		return nil, err
+	}
+	if BySatellite(it) {
+		if m.Satellite, err = s.satelliteState(ctx, it); err != nil {
+			return nil, err
+		}
 	}
 	if it.LastValidation != nil {
 		var v Validation

@@ -43,6 +43,7 @@ type Issue struct {
 	ParentKey         *string         `json:"parent_key"`
 	StoryPoints       *float64        `json:"story_points"`
 	Fields            json.RawMessage `json:"fields"`
+	SalesforceCases   []string        `json:"salesforce_cases"` // issue 6: cases its salesforce_field names
 	Transitions       []Transition    `json:"transitions,omitempty"`
 	Comments          []IssueComment  `json:"comments,omitempty"`
 }
@@ -119,7 +120,7 @@ func (s *Service) Issues(ctx context.Context, tenantID, id string, q IssueQuery)
 		}
 		p.Items = append(p.Items, issueView(&rows[i], it.Timezone))
 	}
-	return p, nil
+	return p, s.withSalesforceCases(ctx, it.ID, p.Items)
 }
 
 // Issue returns one issue with its transitions and comments.
@@ -140,7 +141,8 @@ func (s *Service) Issue(ctx context.Context, tenantID, id, key string) (*Issue, 
 	for _, c := range cs {
 		v.Comments = append(v.Comments, IssueComment{ID: c.CommentID, AuthorAccountID: c.AuthorAccountID, Body: c.Body, Created: c.Created, Updated: c.Updated})
 	}
-	return &v, nil
+	one := []Issue{v}
+	return &one[0], s.withSalesforceCases(ctx, it.ID, one)
 }
 
 // Users pages through the integration's Jira users.
@@ -179,6 +181,9 @@ func (s *Service) RequestSync(ctx context.Context, tenantID, id, mode string) (b
 	}
 	if it.Status != StatusConnected {
 		return false, apperr.New(apperr.Conflict, "the integration is %s: validate the connection first", it.Status).WithReason("not_connected")
+	}
+	if BySatellite(it) {
+		return false, apperr.New(apperr.Conflict, "a satellite ingests this integration, on its own schedule: restart the satellite to sync now").WithReason("satellite")
 	}
 	if s.Queue == nil {
 		return false, apperr.New(apperr.Unavailable, "background jobs are not running")

@@ -30,6 +30,17 @@ type Service struct {
 	Validator *Validator
 	// Queue schedules syncs; nil when no background jobs run.
 	Queue SyncQueue
+	// Secrets seals the credentials of API-token and Data Center
+	// integrations (the same key ring as the shared secrets).
+	Secrets Sealer
+	// CloudHosts are the hosts a jira_cloud_api_token URL may name; nil
+	// allows any.
+	CloudHosts HostMatcher
+	// AllowLoopbackHTTP accepts http:// site URLs on loopback hosts (the
+	// simulator in development and tests); production refuses them.
+	AllowLoopbackHTTP bool
+	// PublicURL is the service's BASE_URL, written into satellite.yml.
+	PublicURL string
 }
 
 // Tenant is the public view of a tenant.

@@ -63,13 +63,21 @@ const validationTimeout = 30 * time.Second
 // Validate runs the checks for the tenant's integration, stores the result
 // and moves the integration to connected (all pass) or failing.
 func (s *Service) Validate(ctx context.Context, tenantID, id string) (*Integration, *Validation, error) {
+	return s.validate(ctx, tenantID, id, false)
+}
+
+// validate is Validate; rejected says the integration was failing with
+// credentials_rejected before (Reauthenticate reads that before it
+// replaces the credentials).
+func (s *Service) validate(ctx context.Context, tenantID, id string, rejected bool) (*Integration, *Validation, error) {
 	it, err := s.DB.GetIntegration(ctx, tenantID, id)
 	if err != nil {
 		return nil, nil, err
 	}
 	ctx, cancel := context.WithTimeout(ctx, validationTimeout)
 	defer cancel()
-	v := s.Validator.run(ctx, it)
+	rejected = rejected || it.StatusReason == ReasonCredentialsReject
+	v := s.runValidation(ctx, it)
 
 	raw, _ := json.Marshal(v)
 	rs := string(raw)
@@ -86,13 +94,44 @@ func (s *Service) Validate(ctx context.Context, tenantID, id string) (*Integrati
 		return nil, nil, err
 	}
 	// A connected integration starts ingesting at once; the sync picks
-	// full or incremental by its checkpoints.
-	if v.OK && s.Queue != nil {
-		if _, err := s.Queue.EnqueueSync(context.WithoutCancel(ctx), it.ID, "incremental"); err != nil {
-			s.Log.WarnContext(ctx, "first sync not scheduled", "integration_id", it.ID, "error", err.Error())
-		}
+	// full or incremental by its checkpoints (a satellite's integration is
+	// ingested by the satellite).
+	if v.OK && s.Queue != nil && !BySatellite(it) {
+		s.enqueueAfterValidation(context.WithoutCancel(ctx), it.ID, rejected)
 	}
 	return view(it), v, nil
+}
+
+// Retries of enqueueAfterValidation.
+const (
+	enqueueRetries = 30
+	enqueueEvery   = 100 * time.Millisecond
+)
+
+// enqueueAfterValidation schedules the sync that follows a validation.
+// One sync job per integration exists at a time, and the job that met
+// rejected credentials holds that slot until River records its end, a
+// moment after it marked the integration failing; no other job can hold
+// it then (a failing integration gets no periodic or requested sync). So
+// for an integration repaired from credentials_rejected, a taken slot is
+// that ending job, and the enqueue is retried for a few seconds rather
+// than losing the sync that resumes ingestion.
+func (s *Service) enqueueAfterValidation(ctx context.Context, id string, rejected bool) {
+	for i := 0; ; i++ {
+		queued, err := s.Queue.EnqueueSync(ctx, id, "incremental")
+		if err != nil {
+			s.Log.WarnContext(ctx, "first sync not scheduled", "integration_id", id, "error", err.Error())
+			return
+		}
+		if queued || !rejected || i == enqueueRetries {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(enqueueEvery):
+		}
+	}
 }
 
 func (v *Validator) run(ctx context.Context, it *store.Integration) *Validation {

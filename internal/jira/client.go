@@ -15,6 +15,7 @@ package jira
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	stdjson "encoding/json"
 	"errors"
 	"fmt"
@@ -87,6 +88,7 @@ type options struct {
 	clock      Clock
 	rand       func() float64
 	logger     *slog.Logger
+	tls        *tls.Config
 }
 
 // WithHTTPClient sends requests through h instead of the default client
@@ -158,9 +160,15 @@ func New(baseURL string, auth Authenticator, opts ...Option) (*Client, error) {
 		return nil, errors.New("jira: MaxResponseBytes must be positive")
 	}
 	h := o.http
-	if h == nil {
+	switch {
+	case o.tls != nil:
+		var err error
+		if h, err = withTLS(h, o.tls, o.timeout); err != nil {
+			return nil, err
+		}
+	case h == nil:
 		h = newHTTPClient(o.timeout)
-	} else if o.timeout != DefaultTimeout {
+	case o.timeout != DefaultTimeout:
 		c := *h
 		c.Timeout = o.timeout
 		h = &c
@@ -245,13 +253,21 @@ func (c *Client) call(ctx context.Context, method, path string, query url.Values
 	start := clk.Now()
 	idem := idempotent(method, path)
 	malformedRetried := false
+	// A cached token (ADFS) that Jira stops accepting before its stated
+	// expiry is dropped and the attempt made once more with a fresh one.
+	auth, renewable := c.Auth, (*renewingAuth)(nil)
+	if r, ok := c.Auth.(tokenRenewer); ok {
+		renewable = &renewingAuth{tokenRenewer: r}
+		auth = renewable
+	}
+	renewed := false
 	for n := 1; ; n++ {
 		p, queued, err := c.Limiter.acquire(ctx)
 		c.Counters.queued(queued)
 		if err != nil {
 			return &Error{Method: method, Path: path, Attempts: n - 1, Err: fmt.Errorf("waiting for a request slot: %w", err)}
 		}
-		h, sent, err := c.attempt(ctx, method, path, query, body, out)
+		h, sent, err := c.attempt(ctx, auth, method, path, query, body, out)
 		var e *Error
 		if err != nil {
 			e = err.(*Error) // attempt returns nothing else
@@ -273,6 +289,11 @@ func (c *Client) call(ctx context.Context, method, path string, query url.Values
 		}
 		if ctx.Err() != nil {
 			return e
+		}
+		if renewable != nil && !renewed && e.Status != http.StatusForbidden && errors.Is(e, ErrCredentialsRejected) && renewable.used != "" {
+			renewed = true
+			renewable.invalidate(renewable.used)
+			continue
 		}
 		reason, ok := retryClass(e, idem)
 		if !ok || n >= c.Retry.attempts() {
@@ -330,7 +351,7 @@ func loadSignal(e *Error, h http.Header) signal {
 // response's header (nil when none came) and whether a request went out at
 // all (not when building or signing it failed). Every error it returns is
 // an *Error.
-func (c *Client) attempt(ctx context.Context, method, path string, query url.Values, body []byte, out any) (header http.Header, sent bool, _ error) {
+func (c *Client) attempt(ctx context.Context, auth Authenticator, method, path string, query url.Values, body []byte, out any) (header http.Header, sent bool, _ error) {
 	fail := func(status int, err error) (http.Header, bool, error) {
 		return header, sent, &Error{Status: status, Method: method, Path: path, Err: err}
 	}
@@ -358,8 +379,8 @@ func (c *Client) attempt(ctx context.Context, method, path string, query url.Val
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
-	if c.Auth != nil {
-		if err := c.Auth.Authenticate(req, basePath); err != nil {
+	if auth != nil {
+		if err := auth.Authenticate(req, basePath); err != nil {
 			return fail(0, fmt.Errorf("authenticating request: %w", err))
 		}
 	}
@@ -381,6 +402,8 @@ func (c *Client) attempt(ctx context.Context, method, path string, query url.Val
 			err = ctx.Err()
 		case errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF):
 			err = fmt.Errorf("connection closed without a response: %w", err)
+		case IsCertificate(err):
+			err = fmt.Errorf("the site's TLS certificate is not trusted (trust its CA, or skip verification where that is allowed): %w", err)
 		}
 		return fail(0, err)
 	}
@@ -395,6 +418,7 @@ func (c *Client) attempt(ctx context.Context, method, path string, query url.Val
 		if resp.StatusCode == http.StatusTooManyRequests {
 			e.RateLimitReason = rateLimitReason(resp.Header)
 		}
+		e.Anonymous, e.DeniedReason = authAnswer(resp.StatusCode, resp.Header)
 		// An error body is read only as far as a message can reach; a
 		// longer one is not Jira's error shape.
 		data, err := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody+1))

@@ -23,6 +23,17 @@ import (
 // half an issue page decoded as a whole one would silently lose issues.
 var ErrResponseTooLarge = errors.New("response body too large")
 
+// ErrCredentialsRejected matches (with errors.Is) every failure that means
+// the credentials no longer work and a person must act — re-authenticate —
+// rather than a fault that passes: a 401; a 401 or 404 that Jira Data
+// Center answered as anonymous (X-AUSERNAME: anonymous: a revoked token, a
+// changed password, an expired or changed session, which on some endpoints
+// looks like missing data); a 403 with X-Authentication-Denied-Reason
+// (Data Center wants a CAPTCHA solved after failed logins); and an
+// identity provider refusing the grant (ADFS's invalid_grant). A sync that
+// meets it should stop and say so, not retry and not delete anything.
+var ErrCredentialsRejected = errors.New("credentials rejected")
+
 // Error is every failure of a call to Jira.
 //
 // It names the call by method and API path only. Neither the query string
@@ -46,6 +57,31 @@ type Error struct {
 	// Attempts is how many attempts the call made; more than one when it
 	// was retried.
 	Attempts int
+	// Anonymous is set when Jira said it served the request as nobody
+	// (X-AUSERNAME: anonymous): on a 401 or 404, the credentials were not
+	// accepted, and a 404 is then not missing data.
+	Anonymous bool
+	// DeniedReason is Data Center's X-Authentication-Denied-Reason on a
+	// 403, e.g. CAPTCHA_CHALLENGE, without its login URL.
+	DeniedReason string
+}
+
+// Is makes errors.Is(err, ErrCredentialsRejected) true for the answers
+// that mean the credentials were refused (see ErrCredentialsRejected).
+func (e *Error) Is(target error) bool {
+	return target == ErrCredentialsRejected && e.credentialsRejected()
+}
+
+func (e *Error) credentialsRejected() bool {
+	switch {
+	case e.Status == http.StatusUnauthorized:
+		return true
+	case e.Status == http.StatusNotFound && e.Anonymous:
+		return true
+	case e.Status == http.StatusForbidden && e.DeniedReason != "":
+		return true
+	}
+	return false
 }
 
 func (e *Error) Error() string {
@@ -65,6 +101,14 @@ func (e *Error) Error() string {
 	if len(e.Messages) > 0 {
 		b.WriteString(": ")
 		b.WriteString(strings.Join(e.Messages, "; "))
+	}
+	switch {
+	case e.Anonymous && (e.Status == http.StatusUnauthorized || e.Status == http.StatusNotFound):
+		b.WriteString(" (Jira answered as anonymous: the credentials were not accepted)")
+	case e.DeniedReason != "":
+		b.WriteString(" (authentication denied: ")
+		b.WriteString(e.DeniedReason)
+		b.WriteByte(')')
 	}
 	if e.Err != nil {
 		b.WriteString(": ")
@@ -90,21 +134,47 @@ func StatusOf(err error) int {
 	return 0
 }
 
-// IsUnauthorized reports a 401: the credentials were refused (wrong or
-// rotated shared secret, app uninstalled, bad API token, clock skew on exp).
-func IsUnauthorized(err error) bool { return StatusOf(err) == http.StatusUnauthorized }
+// IsUnauthorized reports that the credentials were refused: a 401 (wrong
+// or rotated shared secret, app uninstalled, bad or revoked API token or
+// personal access token, wrong password, clock skew on exp), a Data
+// Center 404 answered as anonymous (an expired or changed session), or an
+// identity provider refusing the grant (ADFS). A 403 is IsForbidden even
+// when errors.Is(err, ErrCredentialsRejected) (a CAPTCHA to solve).
+func IsUnauthorized(err error) bool {
+	return errors.Is(err, ErrCredentialsRejected) && StatusOf(err) != http.StatusForbidden
+}
 
 // IsForbidden reports a 403: authenticated, but not allowed.
 func IsForbidden(err error) bool { return StatusOf(err) == http.StatusForbidden }
 
-// IsNotFound reports a 404.
-func IsNotFound(err error) bool { return StatusOf(err) == http.StatusNotFound }
+// IsNotFound reports a 404 that is about the resource: not one Jira Data
+// Center answered as anonymous, which is IsUnauthorized.
+func IsNotFound(err error) bool {
+	var e *Error
+	return errors.As(err, &e) && e.Status == http.StatusNotFound && !e.Anonymous
+}
+
+// IsCertificate reports that the site's TLS certificate was not trusted:
+// signed by an unknown authority (self-signed, a private CA the client
+// was not given), for another host name, or expired. Such a call is also
+// IsNetwork; this says which remedy applies (trust the CA, or skip
+// verification where that is allowed).
+func IsCertificate(err error) bool {
+	var (
+		certErr   *tls.CertificateVerificationError
+		authority x509.UnknownAuthorityError
+		hostErr   x509.HostnameError
+		invalid   x509.CertificateInvalidError
+	)
+	return errors.As(err, &certErr) || errors.As(err, &authority) || errors.As(err, &hostErr) || errors.As(err, &invalid)
+}
 
 // IsRateLimited reports a 429; the *Error's RetryAfter says how long to wait.
 func IsRateLimited(err error) bool { return StatusOf(err) == http.StatusTooManyRequests }
 
 // IsTransient reports a failure that may pass if the call is made again
-// later: a 429, a 5xx other than 501, or a network error. A call returns one
+// later: a 429, a 5xx other than 501, or a network error other than an
+// untrusted certificate (which comes back every time). A call returns one
 // when its retries ran out; a job that gets one can be rescheduled (after
 // the *Error's RetryAfter, when set).
 func IsTransient(err error) bool {
@@ -113,7 +183,7 @@ func IsTransient(err error) bool {
 		return false
 	}
 	s := e.Status
-	return s == http.StatusTooManyRequests || (s >= 500 && s != http.StatusNotImplemented) || isNetworkErr(e.Err)
+	return s == http.StatusTooManyRequests || (s >= 500 && s != http.StatusNotImplemented) || (isNetworkErr(e.Err) && !IsCertificate(e.Err))
 }
 
 // IsNetwork reports that Jira could not be reached or the exchange broke
@@ -240,4 +310,24 @@ func retryAfter(h http.Header, now time.Time) time.Duration {
 		return t.Sub(now)
 	}
 	return 0
+}
+
+// authAnswer reads what an error answer says about the credentials: Data
+// Center names the user a request ran as in X-AUSERNAME ("anonymous" when
+// it accepted none) and why it refused a known one in
+// X-Authentication-Denied-Reason ("CAPTCHA_CHALLENGE; login-url=…").
+func authAnswer(status int, h http.Header) (anonymous bool, deniedReason string) {
+	if status == http.StatusUnauthorized || status == http.StatusNotFound {
+		anonymous = strings.EqualFold(strings.TrimSpace(h.Get("X-AUSERNAME")), "anonymous")
+	}
+	if status == http.StatusForbidden {
+		if v := strings.TrimSpace(h.Get("X-Authentication-Denied-Reason")); v != "" {
+			reason, _, _ := strings.Cut(v, ";")
+			deniedReason = truncate(redact(strings.TrimSpace(reason)), 100)
+			if deniedReason == "" {
+				deniedReason = "denied"
+			}
+		}
+	}
+	return anonymous, deniedReason
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -142,7 +143,7 @@ func (SystemClock) Sleep(ctx context.Context, d time.Duration) error {
 var readPOSTs = func() map[string]bool {
 	m := map[string]bool{}
 	for _, v := range []string{"2", "3", "latest"} {
-		for _, p := range []string{"search", "search/jql", "search/approximate-count"} {
+		for _, p := range []string{"search", "search/jql", "search/approximate-count", "changelog/bulkfetch"} {
 			m["/rest/api/"+v+"/"+p] = true
 		}
 	}
@@ -166,9 +167,25 @@ func serverWait(status int, h http.Header, now time.Time) time.Duration {
 		return d
 	}
 	if status == http.StatusTooManyRequests || status == http.StatusServiceUnavailable {
-		return rateLimitReset(h, now)
+		if d := rateLimitReset(h, now); d > 0 {
+			return d
+		}
+		if status == http.StatusTooManyRequests {
+			return dcRefill(h)
+		}
 	}
 	return 0
+}
+
+// dcRefill is, on a Data Center 429 without Retry-After, the time until
+// its bucket gets tokens again: X-RateLimit-Interval-Seconds (tokens come
+// in batches of X-RateLimit-FillRate once an interval). 0 when absent.
+func dcRefill(h http.Header) time.Duration {
+	secs, err := strconv.ParseFloat(strings.TrimSpace(h.Get("X-RateLimit-Interval-Seconds")), 64)
+	if err != nil || secs <= 0 || secs > 3600 {
+		return 0
+	}
+	return time.Duration(secs * float64(time.Second))
 }
 
 // Jira Cloud documents X-RateLimit-Reset as ISO 8601 "yyyy-MM-ddTHH:mmZ"
@@ -200,7 +217,10 @@ func rateLimitReset(h http.Header, now time.Time) time.Duration {
 
 // nearLimit reports Jira's warning that less than 20% of a budget remains
 // (X-RateLimit-NearLimit), or the same for the points-based quota
-// (X-Beta-RateLimit-NearLimit).
+// (X-Beta-RateLimit-NearLimit). Data Center sends no such warning: its
+// bucket (X-RateLimit-FillRate every X-RateLimit-Interval-Seconds) is
+// followed by the Limiter's pacing instead (Limiter.observe), and a client
+// pacing at the fill rate always sees the bucket nearly empty.
 func nearLimit(h http.Header) bool {
 	for _, k := range []string{"X-RateLimit-NearLimit", "X-Beta-RateLimit-NearLimit"} {
 		if strings.EqualFold(strings.TrimSpace(h.Get(k)), "true") {
@@ -253,6 +273,8 @@ func retryClass(e *Error, idem bool) (reason string, ok bool) {
 		return "unavailable", true
 	case s >= 500 && s != http.StatusNotImplemented:
 		return "server_error", idem
+	case s == 0 && IsCertificate(e.Err):
+		return "", false // the same certificate comes back on every attempt
 	case s == 0 && isNetworkErr(e.Err):
 		return "network", idem || unsent(e.Err)
 	case s >= 200 && s <= 299 && isNetworkErr(e.Err):

@@ -198,8 +198,9 @@ func (s *Site) serveProjectSearch(w http.ResponseWriter, r *http.Request, _ prin
 
 // serveUserBulk is GET /rest/api/3/user/bulk?accountId=…: the known
 // accounts among those asked for, in the order asked, paged; unknown ids
-// are left out. User objects carry no emailAddress (GDPR).
-func (s *Site) serveUserBulk(w http.ResponseWriter, r *http.Request, _ principal, _ []string) {
+// are left out. User objects carry no emailAddress for the Connect app
+// (GDPR); for a person's API token they do, unless the profile hides it.
+func (s *Site) serveUserBulk(w http.ResponseWriter, r *http.Request, who principal, _ []string) {
 	q := r.URL.Query()
 	start, size, ok := pageParams(w, q, UserBulkDefault, UserBulkMax)
 	if !ok {
@@ -221,6 +222,12 @@ func (s *Site) serveUserBulk(w http.ResponseWriter, r *http.Request, _ principal
 	for _, id := range ids {
 		if u, ok := st.users[id]; ok && !seen[id] {
 			seen[id] = true
+			if !who.app && u.email != "" && !u.emailHidden {
+				// A person's API token sees the address unless the
+				// profile hides it.
+				found = append(found, withEmail(u.raw, u.email))
+				continue
+			}
 			found = append(found, u.raw)
 		}
 	}
@@ -331,6 +338,16 @@ func (s *Site) serveBulkFetch(w http.ResponseWriter, r *http.Request, who princi
 		out["nextPageToken"] = base64.RawURLEncoding.EncodeToString([]byte(strconv.Itoa(end) + ":" + reqHash))
 	}
 	writeJSON(w, http.StatusOK, out)
+}
+
+// withEmail is a user object with its emailAddress.
+func withEmail(raw json.RawMessage, email string) json.RawMessage {
+	var m map[string]json.RawMessage
+	if json.Unmarshal(raw, &m) != nil {
+		return raw
+	}
+	m["emailAddress"] = mustJSON(email)
+	return mustJSON(m)
 }
 
 func cmpInt(a, b int64) int {

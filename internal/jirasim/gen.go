@@ -22,6 +22,10 @@ type GenSpec struct {
 	// (it answers regardless of profile visibility; the others are
 	// accounts it has no address for and leaves out).
 	EmailShare float64
+	// HiddenEmailShare is the share of people with an address whose
+	// profile hides it: a person's API token (Cloud) does not see it in
+	// user objects, though the Connect email API still returns it.
+	HiddenEmailShare float64
 	// TransitionsPerIssue is the mean number of status transitions per
 	// issue; other field changes add about half as many histories again.
 	TransitionsPerIssue int
@@ -47,7 +51,7 @@ type GenSpec struct {
 // DefaultGenSpec is a plausible site of n issues.
 func DefaultGenSpec(n int) GenSpec {
 	return GenSpec{
-		Projects: max(1, min(20, n/500+1)), Issues: n, Users: max(5, min(2000, n/50)), EmailShare: 0.8,
+		Projects: max(1, min(20, n/500+1)), Issues: n, Users: max(5, min(2000, n/50)), EmailShare: 0.8, HiddenEmailShare: 0.25,
 		TransitionsPerIssue: 4, CommentsPerIssue: 3, LongTailShare: 0.01, CustomFields: 8, DescriptionBytes: 400,
 	}
 }
@@ -241,6 +245,7 @@ func (s *Site) Generate(seed int64, spec GenSpec) error {
 	g.resolutionJSON = resolutionRaw(base)
 	st := newStore()
 	st.gen = g
+	st.dc = s.isDC()
 	for p := range spec.Projects {
 		name, key := projectName(p)
 		pi := st.addProject(base, "", key, name)
@@ -272,10 +277,20 @@ func (s *Site) Generate(seed int64, spec GenSpec) error {
 		if r.Float64() < spec.EmailShare {
 			u.email = fmt.Sprintf("%s.%s%d@example.com", emailPart(fn), emailPart(ln), i)
 		}
+		// Drawn last, so the draws above (and the site) stay as before.
+		u.emailHidden = u.email != "" && r.Float64() < spec.HiddenEmailShare
+		if st.dc {
+			// Data Center keys users as JIRAUSER<n> and names them by login.
+			u.accountID, u.name = DCUserKey(i), fmt.Sprintf("%s.%s%d", emailPart(fn), emailPart(ln), i)
+		}
 		st.addUser(base, u)
-		g.humans = append(g.humans, acc)
+		g.humans = append(g.humans, u.accountID)
 	}
-	st.addUser(base, simUser{accountID: AppUserAutomation, displayName: "Automation for Jira", active: true, accountType: "app"})
+	auto := simUser{accountID: AppUserAutomation, displayName: "Automation for Jira", active: true, accountType: "app"}
+	if st.dc {
+		auto.accountID, auto.name, auto.accountType = DCAutomationKey, "automation", "atlassian"
+	}
+	st.addUser(base, auto)
 
 	n := spec.Issues
 	st.id = make([]int64, n)
@@ -450,6 +465,9 @@ func (st *store) build(c genContext, slot int32) *issueRec {
 		case 0:
 			if r.IntN(10) == 0 {
 				author = AppUserAutomation
+				if st.dc {
+					author = DCAutomationKey
+				}
 			}
 			from, to := statuses[stp.from], statuses[stp.to]
 			items = append(items, changeItem("status", "status", some(from.id), some(from.name), some(to.id), some(to.name)))
@@ -509,7 +527,7 @@ func (st *store) build(c genContext, slot int32) *issueRec {
 		cidS := strconv.FormatInt(cid, 10)
 		rec.comments = append(rec.comments, entry{id: cid, at: ct[j], raw: newObj(2048).
 			str("self", c.base+"/rest/api/3/issue/"+id+"/comment/"+cidS).str("id", cidS).
-			raw("author", user(author)).raw("body", st.adf(r, 40+r.IntN(200))).raw("updateAuthor", user(updAuthor)).
+			raw("author", user(author)).raw("body", st.body(r, 40+r.IntN(200))).raw("updateAuthor", user(updAuthor)).
 			str("created", c.t(ct[j])).str("updated", c.t(updated)).val("jsdPublic", true).done()})
 	}
 
@@ -519,7 +537,7 @@ func (st *store) build(c genContext, slot int32) *issueRec {
 	if r.IntN(5) == 0 || g.spec.DescriptionBytes <= 0 {
 		set("description", nil)
 	} else {
-		f["description"] = st.adf(r, g.spec.DescriptionBytes)
+		f["description"] = st.body(r, g.spec.DescriptionBytes)
 	}
 	f["issuetype"] = g.typeJSON[itype]
 	f["project"] = p.refJSON
@@ -692,6 +710,16 @@ func resolutionRaw(base string) json.RawMessage {
 		"description": "Work has been completed on this issue.", "name": "Done"})
 }
 
+// body is a rich-text value of about n bytes of text: an Atlassian
+// Document Format document on Cloud, a JSON string on Data Center (whose
+// API v2 returns text) with the very text ADFText reads from the document.
+func (st *store) body(r *rand.Rand, n int) json.RawMessage {
+	if st.dc {
+		return appendJSONString(nil, st.docText(r, n))
+	}
+	return st.adf(r, n)
+}
+
 // adf is an Atlassian Document Format document of about n bytes of text,
 // with the odd mention and code mark.
 func (st *store) adf(r *rand.Rand, n int) json.RawMessage {
@@ -705,28 +733,21 @@ func (st *store) adf(r *rand.Rand, n int) json.RawMessage {
 		}
 		b = append(b, '}')
 	}
-	for size, paras := 0, 0; size < n || paras == 0; paras++ {
-		if paras > 0 {
+	st.paragraphs(r, n, func(first bool, mention string, ws []string, cut int) {
+		if !first {
 			b = append(b, ',')
 		}
 		b = append(b, `{"type":"paragraph","content":[`...)
-		if r.IntN(8) == 0 && len(st.gen.humans) > 0 {
-			acc := st.gen.humans[r.IntN(len(st.gen.humans))]
+		if mention != "" {
 			b = append(b, `{"type":"mention","attrs":{"id":`...)
-			b = appendJSONString(b, acc)
+			b = appendJSONString(b, mention)
 			b = append(b, `,"text":`...)
-			b = appendJSONString(b, "@"+st.displayName(acc))
+			b = appendJSONString(b, "@"+st.displayName(mention))
 			b = append(b, `,"accessLevel":""}},`...)
 			text(" ", false)
 			b = append(b, ',')
 		}
-		k := 6 + r.IntN(20)
-		ws := make([]string, k)
-		for i := range ws {
-			ws[i] = words[r.IntN(len(words))]
-		}
-		if r.IntN(6) == 0 {
-			cut := len(ws) / 2
+		if cut >= 0 {
 			text(strings.Join(ws[:cut], " ")+" ", false)
 			b = append(b, ',')
 			text(ws[cut], true)
@@ -736,11 +757,49 @@ func (st *store) adf(r *rand.Rand, n int) json.RawMessage {
 			text(strings.Join(ws, " ")+".", false)
 		}
 		b = append(b, `]}`...)
+	})
+	return append(b, `]}`...)
+}
+
+// docText is the text ADFText reads from the document adf draws: a line
+// per paragraph.
+func (st *store) docText(r *rand.Rand, n int) string {
+	var sb strings.Builder
+	st.paragraphs(r, n, func(first bool, mention string, ws []string, _ int) {
+		if !first {
+			sb.WriteByte('\n')
+		}
+		if mention != "" {
+			sb.WriteString("@" + st.displayName(mention) + " ")
+		}
+		sb.WriteString(strings.Join(ws, " ") + ".")
+	})
+	return sb.String()
+}
+
+// paragraphs draws the paragraphs of about n bytes of text: each with
+// perhaps a mention, its words, and the index of a word in code (-1 for
+// none).
+func (st *store) paragraphs(r *rand.Rand, n int, emit func(first bool, mention string, ws []string, cut int)) {
+	for size, paras := 0, 0; size < n || paras == 0; paras++ {
+		mention := ""
+		if r.IntN(8) == 0 && len(st.gen.humans) > 0 {
+			mention = st.gen.humans[r.IntN(len(st.gen.humans))]
+		}
+		k := 6 + r.IntN(20)
+		ws := make([]string, k)
+		for i := range ws {
+			ws[i] = words[r.IntN(len(words))]
+		}
+		cut := -1
+		if r.IntN(6) == 0 {
+			cut = len(ws) / 2
+		}
+		emit(paras == 0, mention, ws, cut)
 		for _, w := range ws {
 			size += len(w) + 1
 		}
 	}
-	return append(b, `]}`...)
 }
 
 // nstr is a string or JSON null.

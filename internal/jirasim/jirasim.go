@@ -27,6 +27,14 @@
 // project, id/key, created and updated, and ORDER BY id, key, created,
 // updated. Pages are positioned by sort key, not offset (search.go).
 //
+// Other modes: NewCloudSite is a Cloud site reached only with API tokens
+// (HTTP Basic; /user/bulk shows emails as profile visibility allows, the
+// email API is for Connect apps only); NewDataCenterSite plays Jira Data
+// Center (datacenter.go: API v2, startAt paging and the 10,000 result
+// window, Basic, personal access tokens and an ADFS token endpoint,
+// credentials revocable while it serves); WithTLS serves https with a
+// self-signed certificate.
+//
 // Realism knobs, all safe to turn while the site serves: SetLatency,
 // SetRateLimit (a token bucket answering 429 with Jira's headers), Inject
 // (5xx, resets, truncated or malformed bodies, slow answers, 429s, by
@@ -294,8 +302,7 @@ func (a *Atlassian) NewSite(app *App, opts ...SiteOption) *Site {
 	for _, o := range opts {
 		o(s)
 	}
-	s.Server = startServer(http.HandlerFunc(s.serveHTTP), s.listener)
-	s.BaseURL = s.Server.URL + s.ContextPath
+	s.start()
 	return s
 }
 

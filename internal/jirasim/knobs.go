@@ -63,6 +63,15 @@ func (s *Site) admit(w http.ResponseWriter) bool {
 	}
 	ok, remaining, wait := lim.take(time.Now())
 	burst := int(lim.burst)
+	if s.isDC() {
+		dcRateHeaders(w.Header(), lim, remaining, wait)
+		s.mu.Unlock()
+		if !ok {
+			s.rest.rateLimited.Add(1)
+			jiraError(w, http.StatusTooManyRequests, MsgRateLimited)
+		}
+		return ok
+	}
 	s.mu.Unlock()
 	h := w.Header()
 	h.Set("X-RateLimit-Limit", strconv.Itoa(burst))
@@ -87,6 +96,13 @@ func (s *Site) tooManyRequests(w http.ResponseWriter, wait time.Duration) {
 	s.rest.rateLimited.Add(1)
 	secs := max(1, int((wait+time.Second-1)/time.Second))
 	h := w.Header()
+	if s.isDC() {
+		// Data Center's limiter says only how long to wait.
+		h.Set("Retry-After", strconv.Itoa(secs))
+		h.Set("X-RateLimit-Remaining", "0")
+		jiraError(w, http.StatusTooManyRequests, MsgRateLimited)
+		return
+	}
 	h.Set("Retry-After", strconv.Itoa(secs))
 	if h.Get("X-RateLimit-Limit") == "" {
 		h.Set("X-RateLimit-Limit", "100")

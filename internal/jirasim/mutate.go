@@ -185,7 +185,7 @@ func (st *store) normalize(c genContext, f map[string]any) error {
 		}
 	}
 	if v, ok := f["description"].(string); ok {
-		f["description"] = adfPlain(v)
+		f["description"] = st.textBody(v)
 	}
 	return nil
 }
@@ -243,10 +243,11 @@ func display(v any) any {
 	return string(mustJSON(v))
 }
 
-// ident is a value's from/to: an accountId or an id.
+// ident is a value's from/to: an accountId (a Data Center user's key) or
+// an id.
 func ident(v any) any {
 	if x, ok := v.(map[string]any); ok {
-		for _, k := range []string{"accountId", "id"} {
+		for _, k := range []string{"accountId", "id", "key"} {
 			switch id := x[k].(type) {
 			case string:
 				return id
@@ -421,7 +422,7 @@ func (s *Site) AddComment(idOrKey, author, text string, opts ...MutationOption) 
 		u := st.userRaw(mc.c.base, mc.author)
 		raw := mustJSON(map[string]any{
 			"self": mc.c.base + "/rest/api/3/issue/" + id + "/comment/" + cidS, "id": cidS,
-			"author": u, "body": adfPlain(text), "updateAuthor": u,
+			"author": u, "body": st.textBody(text), "updateAuthor": u,
 			"created": mc.c.t(mc.at), "updated": mc.c.t(mc.at), "jsdPublic": true,
 		})
 		mc.rec.hasComments = true
@@ -453,7 +454,7 @@ func (s *Site) UpdateComment(idOrKey, commentID, text string, opts ...MutationOp
 		}
 		var c map[string]json.RawMessage
 		_ = json.Unmarshal(mc.rec.comments[i].raw, &c)
-		c["body"] = mustJSON(adfPlain(text))
+		c["body"] = mustJSON(mc.st.textBody(text))
 		c["updated"] = mustJSON(mc.c.t(mc.at))
 		c["updateAuthor"] = mc.st.userRaw(mc.c.base, mc.author)
 		mc.rec.comments[i].raw = mustJSON(c)
@@ -558,6 +559,15 @@ func (s *Site) CreateIssue(projectKey string, fields map[string]any, opts ...Mut
 	mc := &mctx{st: st, c: c, slot: slot, rec: rec, author: author, at: at}
 	return mc.event("jira:issue_created", map[string]any{"issue_event_type_name": "issue_created",
 		"user": st.userRaw(c.base, author), "issue": mc.issueJSON()}), nil
+}
+
+// textBody is text as a comment or description body: a one-paragraph-
+// per-line ADF document on Cloud, the text itself on Data Center.
+func (st *store) textBody(text string) any {
+	if st.dc {
+		return text
+	}
+	return adfPlain(text)
 }
 
 // legacyMax is the highest number of the project's keys held outside

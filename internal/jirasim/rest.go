@@ -63,6 +63,9 @@ const (
 	// MsgConnectForbidden answers a Connect app's JWT on an API Atlassian
 	// does not open to Connect apps (POST /rest/api/3/changelog/bulkfetch).
 	MsgConnectForbidden = "This API is not available to Connect apps."
+	// MsgEmailAppsOnly answers an API token on the bulk email API, which
+	// only Connect apps may call.
+	MsgEmailAppsOnly = "Only Connect apps can access this resource."
 )
 
 // Page sizes of the enhanced JQL search. Atlassian documents maxResults
@@ -126,6 +129,10 @@ type restState struct {
 	clock          func() time.Time
 	locName        string
 	loc            *time.Location
+	// dcMode, tls and dc are fixed before the site serves (datacenter.go).
+	dcMode bool
+	tls    bool
+	dc     *dcState
 
 	total, rateLimited, injected atomic.Int64
 
@@ -304,6 +311,7 @@ func (s *Site) SetIssues(issues []json.RawMessage) error {
 	defer st.mu.Unlock()
 	fresh := newStore()
 	fresh.projects, fresh.projSlots, fresh.users, fresh.userList = st.projects, make([][]int32, len(st.projects)), st.users, st.userList
+	fresh.byName, fresh.dc = st.byName, st.dc
 	for _, raw := range issues {
 		if err := fresh.addRecord(s.BaseURL, raw, now); err != nil {
 			return err
@@ -385,6 +393,10 @@ func matchRoute(rs []route, path string) (route, []string, bool) {
 }
 
 func (s *Site) serveHTTP(w http.ResponseWriter, r *http.Request) {
+	if s.isDC() && r.URL.Path == ADFSPath {
+		s.serveADFSToken(w, r)
+		return
+	}
 	rel, ok := s.relPath(r.URL.Path)
 	if !ok {
 		http.NotFound(w, r)
@@ -393,7 +405,7 @@ func (s *Site) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	s.rest.total.Add(1)
 	s.mu.Lock()
 	s.rest.counts[rel]++
-	fault, retry, uninstalled, latency := s.rest.fault, s.rest.retryAfter, s.rest.uninstalled, s.rest.latency
+	fault, uninstalled, latency := s.rest.fault, s.rest.uninstalled, s.rest.latency
 	s.mu.Unlock()
 	if !strings.HasPrefix(rel, "/rest/") {
 		http.NotFound(w, r)
@@ -408,21 +420,41 @@ func (s *Site) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		dropConnection(w)
 		return
 	case RESTFaultSlow:
-		if !sleepCtx(r.Context(), s.Atlassian.SlowDelay) {
+		if !sleepCtx(r.Context(), s.slowDelay()) {
 			return
 		}
 	case RESTFaultUnauthorized:
+		if s.isDC() {
+			w.Header().Set("X-AUSERNAME", "anonymous")
+		}
 		jiraError(w, http.StatusUnauthorized, MsgUnauthenticated)
 		return
 	}
 
+	if s.isDC() {
+		who, ok := s.authenticateDC(r)
+		if !ok {
+			s.refuseDC(w, r)
+			return
+		}
+		w.Header().Set("X-AUSERNAME", who.user.name)
+		s.serveAuthenticated(w, r, rel, who)
+		return
+	}
 	who, ok := s.authenticate(r)
 	if !ok || (uninstalled && who.app) {
 		w.Header().Set("WWW-Authenticate", `JWT realm="Jira"`)
 		jiraError(w, http.StatusUnauthorized, MsgUnauthenticated)
 		return
 	}
+	s.serveAuthenticated(w, r, rel, who)
+}
 
+// serveAuthenticated serves a request whose credentials were accepted.
+func (s *Site) serveAuthenticated(w http.ResponseWriter, r *http.Request, rel string, who principal) {
+	s.mu.Lock()
+	fault, retry := s.rest.fault, s.rest.retryAfter
+	s.mu.Unlock()
 	// Credentials are checked first: a stranger is not told about limits.
 	if !s.admit(w) {
 		return
@@ -458,7 +490,7 @@ func (s *Site) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		case InjectSlow:
 			d := inj.Delay
 			if d == 0 {
-				d = s.Atlassian.SlowDelay
+				d = s.slowDelay()
 			}
 			if !sleepCtx(r.Context(), d) {
 				return
@@ -466,7 +498,11 @@ func (s *Site) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 
-	rt, params, ok := matchRoute(s.routes(), rel)
+	routes := s.routes()
+	if s.isDC() {
+		routes = s.dcRoutes()
+	}
+	rt, params, ok := matchRoute(routes, dcPath(rel))
 	switch {
 	case !ok:
 		// Jira's words for a REST path it does not have.
@@ -575,6 +611,9 @@ func (s *Site) authenticate(r *http.Request) (principal, bool) {
 		st.mu.RUnlock()
 		return principal{user: u}, true
 	}
+	if s.App == nil {
+		return principal{}, false // no Connect app on this site (NewCloudSite)
+	}
 	tok, err := atlassianjwt.ExtractToken(r)
 	if err != nil {
 		return principal{}, false
@@ -631,10 +670,16 @@ func (s *Site) serveMyself(w http.ResponseWriter, _ *http.Request, who principal
 // settings" to approved apps; accounts it has no address for (apps,
 // unknown ids) are left out of the list, as Confluence's twin documents
 // ("Any accounts which are not available will not be included").
-func (s *Site) serveEmailBulk(w http.ResponseWriter, r *http.Request, _ principal, _ []string) {
+func (s *Site) serveEmailBulk(w http.ResponseWriter, r *http.Request, who principal, _ []string) {
 	s.mu.Lock()
 	fault := s.rest.fault
 	s.mu.Unlock()
+	if !who.app {
+		// "Only connect apps can make this request": a person's API
+		// token sees emails in user objects, as privacy allows.
+		jiraError(w, http.StatusForbidden, MsgEmailAppsOnly)
+		return
+	}
 	switch fault {
 	case RESTFaultEmailForbidden:
 		jiraError(w, http.StatusForbidden, MsgEmailNotApproved)

@@ -46,9 +46,15 @@ type data struct {
 
 	projects []*project
 	users    map[string]*simUser
-	userList []string // accountIds in order of addition
+	userList []string          // accountIds in order of addition
+	byName   map[string]string // Data Center username -> key (users' accountID)
 
 	nextHist, nextComment int64
+
+	// dc renders the content as Jira Data Center does (datacenter.go):
+	// users by name and key, with emailAddress; comment and description
+	// bodies as text. Fixed when the site is made.
+	dc bool
 }
 
 // Bytes per generated issue held by the store: six column entries (id,
@@ -99,16 +105,23 @@ type version struct {
 	release  int64 // epoch ms
 }
 
+// simUser is a person or app. On a Data Center site accountID holds the
+// user's key (JIRAUSER10001) and name the username: the ground truth's
+// "accountIds" are then keys.
 type simUser struct {
 	accountID, displayName, email string
 	active                        bool
 	timeZone                      string
 	accountType                   string
-	raw                           json.RawMessage // as embedded in issues (no emailAddress)
+	// emailHidden: the profile shows the email to nobody, so a person's
+	// API token does not see it (the Connect email API still does).
+	emailHidden bool
+	name        string          // Data Center username
+	raw         json.RawMessage // as embedded in issues (no emailAddress on Cloud)
 }
 
 func newStore() *store {
-	return &store{data: data{recs: map[int32]*issueRec{}, keys: map[string]int32{}, users: map[string]*simUser{}}}
+	return &store{data: data{recs: map[int32]*issueRec{}, keys: map[string]int32{}, users: map[string]*simUser{}, byName: map[string]string{}}}
 }
 
 func (st *store) n() int { return len(st.id) }
@@ -292,11 +305,19 @@ func (st *store) addUser(base string, u simUser) *simUser {
 	if u.timeZone == "" {
 		u.timeZone = "Etc/UTC"
 	}
-	u.raw = mustJSON(map[string]any{
-		"self": base + "/rest/api/3/user?accountId=" + u.accountID, "accountId": u.accountID,
-		"avatarUrls": avatarURLs(base, "user/"+u.accountID), "displayName": u.displayName,
-		"active": u.active, "timeZone": u.timeZone, "accountType": u.accountType,
-	})
+	if st.dc {
+		if u.name == "" {
+			u.name = strings.ToLower(u.accountID)
+		}
+		u.raw = dcUserJSON(base, &u)
+		st.byName[u.name] = u.accountID
+	} else {
+		u.raw = mustJSON(map[string]any{
+			"self": base + "/rest/api/3/user?accountId=" + u.accountID, "accountId": u.accountID,
+			"avatarUrls": avatarURLs(base, "user/"+u.accountID), "displayName": u.displayName,
+			"active": u.active, "timeZone": u.timeZone, "accountType": u.accountType,
+		})
+	}
 	if _, ok := st.users[u.accountID]; !ok {
 		st.userList = append(st.userList, u.accountID)
 	}
@@ -310,6 +331,10 @@ func (st *store) addUser(base string, u simUser) *simUser {
 func (st *store) userRaw(base, accountID string) json.RawMessage {
 	if u, ok := st.users[accountID]; ok {
 		return u.raw
+	}
+	if st.dc {
+		return mustJSON(map[string]any{"self": base + "/rest/api/2/user?key=" + accountID, "key": accountID, "name": accountID,
+			"displayName": accountID, "active": false})
 	}
 	return mustJSON(map[string]any{"self": base + "/rest/api/3/user?accountId=" + accountID, "accountId": accountID,
 		"displayName": "Former user", "active": false, "accountType": "atlassian"})

@@ -62,13 +62,18 @@ type TruthComment struct {
 
 // TruthUser is a user as the ingester should store it. Email is what the
 // email API returns, "" when it returns nothing for the account.
+// VisibleEmail is what a person sees: a Cloud API token gets the address
+// only when the profile does not hide it; on Data Center it is Email. On
+// a Data Center site AccountID is the user's key (JIRAUSER10001).
 type TruthUser struct {
-	AccountID   string
-	AccountType string // atlassian or app
-	DisplayName string
-	Email       string
-	Active      bool
-	TimeZone    string
+	AccountID    string
+	AccountType  string // atlassian or app
+	DisplayName  string
+	Email        string
+	VisibleEmail string
+	Active       bool
+	TimeZone     string
+	Name         string // the Data Center username; "" on Cloud
 }
 
 // GroundTruth walks every issue; for a generated site that means building
@@ -94,8 +99,12 @@ func (s *Site) GroundTruth() *GroundTruth {
 	}
 	for acc := range refs {
 		if u, ok := st.users[acc]; ok {
-			gt.Users = append(gt.Users, TruthUser{AccountID: u.accountID, AccountType: u.accountType, DisplayName: u.displayName,
-				Email: u.email, Active: u.active, TimeZone: u.timeZone})
+			tu := TruthUser{AccountID: u.accountID, AccountType: u.accountType, DisplayName: u.displayName,
+				Email: u.email, VisibleEmail: u.email, Active: u.active, TimeZone: u.timeZone, Name: u.name}
+			if u.emailHidden && !st.dc {
+				tu.VisibleEmail = ""
+			}
+			gt.Users = append(gt.Users, tu)
 		}
 	}
 	slices.SortFunc(gt.Users, func(a, b TruthUser) int {
@@ -132,8 +141,25 @@ func (s *Site) eachTruth(fn func(TruthIssue) bool, refs map[string]bool) {
 	}
 }
 
+// userRef reads a user object's identity: accountId on Cloud, key on
+// Data Center.
 type userRef struct {
 	AccountID string `json:"accountId"`
+}
+
+func (u *userRef) UnmarshalJSON(b []byte) error {
+	var v struct {
+		AccountID string `json:"accountId"`
+		Key       string `json:"key"`
+	}
+	if err := json.Unmarshal(b, &v); err != nil {
+		return err
+	}
+	u.AccountID = v.AccountID
+	if u.AccountID == "" {
+		u.AccountID = v.Key
+	}
+	return nil
 }
 
 func (st *store) truth(c genContext, slot int32, refs map[string]bool) TruthIssue {
