@@ -10,6 +10,7 @@ import (
 
 	json "github.com/goccy/go-json"
 
+	"github.com/sei-io/jira-connect/internal/apperr"
 	"github.com/sei-io/jira-connect/internal/jira"
 )
 
@@ -121,6 +122,45 @@ func (s *CloudTokenSource) Search(ctx context.Context, q Query) ([]json.RawMessa
 		if raw, err := replaceChangelog(issues[i], hs); err == nil {
 			issues[i] = raw
 		}
+	}
+	return issues, next, nil
+}
+
+// SearchParsed is Search with the page decoded once, straight into
+// issues (the syncer's path), truncated changelogs completed the same way.
+func (s *CloudTokenSource) SearchParsed(ctx context.Context, q Query) ([]*Parsed, string, error) {
+	issues, next, err := s.cloud.SearchParsed(ctx, q)
+	if err != nil || !q.Changelog {
+		return issues, next, err
+	}
+	var ids []string
+	byID := map[string]*Parsed{}
+	for _, p := range issues {
+		if p.ChangelogTruncated() {
+			id := strconv.FormatInt(p.ID, 10)
+			ids = append(ids, id)
+			byID[id] = p
+		}
+	}
+	if len(ids) == 0 {
+		return issues, next, nil
+	}
+	full, err := s.bulkChangelogs(ctx, ids)
+	if err != nil {
+		return nil, "", err
+	}
+	for id, raws := range full {
+		p := byID[id]
+		if p == nil || len(raws) < p.HistoriesTotal {
+			continue // changed or gone meanwhile: the syncer pages it
+		}
+		hs := make([]History, len(raws))
+		for i, raw := range raws {
+			if err := json.Unmarshal(raw, &hs[i]); err != nil {
+				return nil, "", apperr.Wrap(err, apperr.Internal, "unreadable changelog from Jira")
+			}
+		}
+		p.Histories, p.HistoriesTotal = hs, len(hs)
 	}
 	return issues, next, nil
 }

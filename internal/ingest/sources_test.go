@@ -244,6 +244,34 @@ func TestCloudAPITokenSync(t *testing.T) {
 			t.Error("no user hides their email: the test proves nothing about privacy")
 		}
 
+		// Search (raw issues, for other callers than the syncer) completes
+		// the changelogs too.
+		src := ingest.NewCloudTokenSource(c)
+		q := ingest.Query{JQL: "id > 0 ORDER BY id ASC", Fields: []string{"status"}, Changelog: true, MaxResults: 100}
+		complete := 0
+		for {
+			raws, next, err := src.Search(ctx, q)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, raw := range raws {
+				p, err := ingest.Parse(raw)
+				if err != nil || p.ChangelogTruncated() {
+					t.Fatalf("issue %v: %v, truncated", p, err)
+				}
+				if len(p.Histories) > jirasim.EmbeddedChangelogMax {
+					complete++
+				}
+			}
+			if next == "" {
+				break
+			}
+			q.PageToken = next
+		}
+		if complete != long {
+			t.Errorf("Search completed %d long changelogs of %d", complete, long)
+		}
+
 		mutate(t, s, gt.Users[0].AccountID)
 		if err := sy.Sync(ctx, it.ID, ingest.ModeIncremental); err != nil {
 			t.Fatal(err)
