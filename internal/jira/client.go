@@ -27,6 +27,7 @@ import (
 	"net/url"
 	"reflect"
 	"strings"
+	"sync"
 	"time"
 
 	json "github.com/goccy/go-json"
@@ -435,7 +436,10 @@ func (c *Client) attempt(ctx context.Context, auth Authenticator, method, path s
 	if resp.ContentLength > limit {
 		return fail(resp.StatusCode, fmt.Errorf("%w: Content-Length %d exceeds the limit of %d bytes", ErrResponseTooLarge, resp.ContentLength, limit))
 	}
-	data, err := io.ReadAll(io.LimitReader(resp.Body, limit+1))
+	buf := getBodyBuffer(resp.ContentLength)
+	defer putBodyBuffer(buf) // decoding copies what it keeps (go-json copies its input, strings and raw values)
+	_, err = buf.ReadFrom(io.LimitReader(resp.Body, limit+1))
+	data := buf.Bytes()
 	if err != nil {
 		return fail(resp.StatusCode, fmt.Errorf("reading response body: %w", err))
 	}
@@ -461,6 +465,30 @@ func (c *Client) attempt(ctx context.Context, auth Authenticator, method, path s
 		return fail(resp.StatusCode, decodeError(resp.Header.Get("Content-Type"), err))
 	}
 	return header, sent, nil
+}
+
+// bodyBuffers recycles response bodies: a page of issues is megabytes,
+// read by doubling (io.ReadAll) it was a quarter of a sync's allocations,
+// and garbage is what drives the ingester's peak memory.
+var bodyBuffers = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+// maxPooledBody: larger buffers are left to the collector rather than
+// held by the pool.
+const maxPooledBody = 8 << 20
+
+func getBodyBuffer(contentLength int64) *bytes.Buffer {
+	b := bodyBuffers.Get().(*bytes.Buffer)
+	b.Reset()
+	if contentLength > 0 && contentLength <= maxPooledBody {
+		b.Grow(int(contentLength) + bytes.MinRead) // ReadFrom wants MinRead spare to see EOF without growing
+	}
+	return b
+}
+
+func putBodyBuffer(b *bytes.Buffer) {
+	if b.Cap() <= maxPooledBody {
+		bodyBuffers.Put(b)
+	}
 }
 
 // decodeInto unmarshals data into out, a non-nil pointer, all or nothing.
