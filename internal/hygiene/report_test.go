@@ -272,12 +272,12 @@ func TestReport(t *testing.T) {
 			}
 			storetest.ForEach(t, func(t *testing.T, db *store.DB) {
 				f := setup(t, db)
-				f.load(t)
-				// Saved after the issues: the slots are filled for stored
-				// issues when settings change.
+				// Settings first, as in production: their fields reach the
+				// stored issues with the sync they schedule.
 				if _, err := f.svc.SaveSettings(ctx, "t1", "it1", Input{CustomMisses: customMisses}); err != nil {
 					t.Fatal(err)
 				}
+				f.load(t)
 				r, err := f.svc.Report(ctx, "t1", "it1", frame)
 				if err != nil {
 					t.Fatal(err)
@@ -337,10 +337,10 @@ func TestReportNotEvaluated(t *testing.T) {
 	ctx := context.Background()
 	storetest.ForEach(t, func(t *testing.T, db *store.DB) {
 		f := setup(t, db, "description", "customfield_10031")
-		f.load(t)
 		if _, err := f.svc.SaveSettings(ctx, "t1", "it1", Input{CustomMisses: customMisses}); err != nil {
 			t.Fatal(err)
 		}
+		f.load(t)
 		r, err := f.svc.Report(ctx, "t1", "it1", frame)
 		if err != nil {
 			t.Fatal(err)
@@ -447,10 +447,10 @@ func TestReportPaging(t *testing.T) {
 	ctx := context.Background()
 	storetest.ForEach(t, func(t *testing.T, db *store.DB) {
 		f := setup(t, db)
-		f.load(t)
 		if _, err := f.svc.SaveSettings(ctx, "t1", "it1", Input{CustomMisses: customMisses}); err != nil {
 			t.Fatal(err)
 		}
+		f.load(t)
 		r, err := f.svc.Report(ctx, "t1", "it1", Query{From: frame.From, To: frame.To, Limit: 1})
 		if err != nil {
 			t.Fatal(err)
@@ -486,6 +486,36 @@ func TestReportPaging(t *testing.T) {
 			if _, err := f.svc.Issues(ctx, "t1", "it1", q); apperr.CodeOf(err) != apperr.Invalid {
 				t.Errorf("%+v: %v", q, err)
 			}
+		}
+	})
+}
+
+// TestReportSettingsAfterData: custom misses saved after issues were
+// stored read their fields from the stored issues when ingestion already
+// fetched them (columns, a field another setting reads); a field it never
+// fetched counts as missing until the sync that fetches it writes the
+// issues again.
+func TestReportSettingsAfterData(t *testing.T) {
+	ctx := context.Background()
+	storetest.ForEach(t, func(t *testing.T, db *store.DB) {
+		f := setup(t, db)
+		f.load(t)
+		in := Input{CustomMisses: []CustomInput{customMisses[1], customMisses[9]}} // Blocker (JSON), Flaky! (labels)
+		if _, err := f.svc.SaveSettings(ctx, "t1", "it1", in); err != nil {
+			t.Fatal(err)
+		}
+		r, err := f.svc.Report(ctx, "t1", "it1", frame)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := summarize(r)
+		if got["flaky"].Misses != 2 || got["blocker"].Misses != 0 {
+			t.Errorf("before the sync: flaky %+v, blocker %+v", got["flaky"], got["blocker"])
+		}
+		f.load(t) // the full sync writes the issues again
+		r, _ = f.svc.Report(ctx, "t1", "it1", frame)
+		if got := summarize(r); got["blocker"].Misses != 1 {
+			t.Errorf("after the sync: blocker %+v", got["blocker"])
 		}
 	})
 }

@@ -331,7 +331,13 @@ func (r *run) incremental(ctx context.Context, projects []string, watermark stri
 func (r *run) pages(ctx context.Context, jql string, checkpoint func([]*Rows) *store.SyncCheckpoint) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel() // abandons a page read ahead when this one fails
-	q := Query{JQL: jql, Fields: SearchFields(r.tr.Meta, r.tr.Exclude), Changelog: true, MaxResults: r.s.PageSize}
+	// The report's custom fields and the Salesforce field are requested
+	// too (they are read from the stored other-fields JSON).
+	fields, err := WithReportFields(ctx, r.s.DB, r.it, SearchFields(r.tr.Meta, r.tr.Exclude))
+	if err != nil {
+		return err
+	}
+	q := Query{JQL: jql, Fields: fields, Changelog: true, MaxResults: r.s.PageSize}
 	type page struct {
 		issues []*Parsed
 		next   string

@@ -141,12 +141,31 @@ func TestHygieneIssues(t *testing.T) {
 			t.Errorf("the newer version was not followed: %+v", r)
 		}
 
-		// New slots are recomputed for stored issues at once.
+		// A slot given to another field is brought in step at once:
+		// emptied for a JSON field ingestion did not fetch yet (the full
+		// sync that fetches it fills it), filled for a column.
+		if err := db.SaveHygieneSettings(ctx, "it1", "{}", []store.HygieneSlot{{Field: "customfield_10099", Kind: store.SlotString}}); err != nil {
+			t.Fatal(err)
+		}
+		if r := hygieneRows(t, db)["SEI-1"]; r.S0 != nil {
+			t.Errorf("slot 0 of a field not fetched yet: %q", *r.S0)
+		}
 		if err := db.SaveHygieneSettings(ctx, "it1", "{}", []store.HygieneSlot{{Field: "status", Column: "status", Kind: store.SlotString}}); err != nil {
 			t.Fatal(err)
 		}
-		if r := hygieneRows(t, db)["SEI-1"]; r.S0 == nil || *r.S0 != "To Do" || r.S6 != nil {
-			t.Errorf("slots not recomputed: %+v", r)
+		if r := hygieneRows(t, db)["SEI-1"]; r.S0 == nil || *r.S0 != "To Do" {
+			t.Errorf("slot 0 not filled from the status column: %+v", r)
+		}
+		// A JSON field already fetched (here for the Salesforce mapping)
+		// fills from the stored issues.
+		if _, err := db.SaveSalesforceField(ctx, "it1", ptr("customfield_10030")); err != nil {
+			t.Fatal(err)
+		}
+		if err := db.SaveHygieneSettings(ctx, "it1", "{}", []store.HygieneSlot{{Field: "customfield_10030", Kind: store.SlotString}}); err != nil {
+			t.Fatal(err)
+		}
+		if r := hygieneRows(t, db)["SEI-1"]; r.S0 == nil || *r.S0 != "Minor" {
+			t.Errorf("slot 0 not filled from the fetched JSON field: %+v", r)
 		}
 
 		if _, err := db.DeleteIssues(ctx, "it1", []int64{1}); err != nil {
@@ -158,7 +177,7 @@ func TestHygieneIssues(t *testing.T) {
 		if err := db.RebuildHygieneIssues(ctx, "it1"); err != nil {
 			t.Fatal(err)
 		}
-		if rows := hygieneRows(t, db); len(rows) != 1 || rows["SEI-2"].S0 == nil {
+		if rows := hygieneRows(t, db); len(rows) != 1 || rows["SEI-2"].S6 != nil { // unused slots are emptied
 			t.Errorf("rebuilt: %+v", rows)
 		}
 	})

@@ -228,6 +228,13 @@ func (d *DB) WriteIssues(ctx context.Context, integrationID string, b *IssueBatc
 		if err != nil {
 			return err
 		}
+		if written > 0 {
+			// The hygiene report's projection and the Salesforce links of
+			// the issues written, in the same transaction (hygiene.go).
+			if err := tx.WriteReportRows(ctx, integrationID, b); err != nil {
+				return err
+			}
+		}
 		if cp != nil {
 			return tx.SaveCheckpoint(ctx, cp)
 		}
