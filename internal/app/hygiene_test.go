@@ -259,7 +259,7 @@ func TestHygieneAfterSync(t *testing.T) {
 		t.Fatal(err)
 	}
 	if stored == 0 {
-		t.Skip("hygiene_issues is empty after a sync: the issue 6 hook (WriteIssues → WriteReportRows) is not installed yet")
+		t.Fatal("hygiene_issues is empty after a sync: WriteIssues did not write the report's rows (WriteReportRows)")
 	}
 	st, rep := h.api("GET", base+"/hygiene", key, nil)
 	if st != 200 || rep["total"] != float64(spec.Issues) {
