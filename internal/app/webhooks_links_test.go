@@ -61,19 +61,23 @@ func countRequestReads(t *testing.T, db *store.DB) *atomic.Int64 {
 	return &n
 }
 
-// settle waits (up to 2 s) until send makes no read. On PostgreSQL a
-// replica also hears its own change notifications, a few milliseconds
-// after the change, and re-reads the site once more then.
+// settle waits (up to 5 s) until webhooks sent for a quiet window make no
+// read. On PostgreSQL a replica also hears its own change notifications, a
+// few milliseconds after each change, and re-reads the site once more
+// then; a change can send two (an installation's and an integration's).
 func settle(t *testing.T, reads *atomic.Int64, send func()) {
 	t.Helper()
-	for deadline := time.Now().Add(2 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+	const quiet = 200 * time.Millisecond
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); {
 		before := reads.Load()
-		send()
+		for end := time.Now().Add(quiet); time.Now().Before(end); time.Sleep(10 * time.Millisecond) {
+			send()
+		}
 		if reads.Load() == before {
 			return
 		}
 	}
-	t.Fatal("webhooks still read the database after 2s")
+	t.Fatal("webhooks still read the database after 5s")
 }
 
 // TestWebhooksFollowLinks: the acknowledgement of a webhook reads nothing
