@@ -216,7 +216,7 @@ func New(cfg *config.Config, log *slog.Logger, db *store.DB, kr *secrets.KeyRing
 	webhooks.Enqueue = bg.EnqueueWebhook
 	ints.Queue = bg
 	// The hygiene report and the Salesforce mapping (issue 6). Links are
-	// written with the issues (store.WriteReportRows) by ingestion's
+	// written with the issues (store.WriteIssues) by ingestion's
 	// extractor.
 	hyg := &hygiene.Service{DB: db, Now: now, Log: log, Fields: hygiene.SourceFields{Sources: sources}, Queue: bg}
 	if err := db.SetSalesforceExtractor(ingest.SalesforceLinks); err != nil {

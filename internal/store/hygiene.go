@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"gorm.io/gorm"
 	"gorm.io/gorm/clause"
@@ -132,7 +133,7 @@ func (d *DB) SaveHygieneSettings(ctx context.Context, integrationID, hygiene str
 		row := ReportSettings{IntegrationID: integrationID, Hygiene: hygiene, Slots: slots, SalesforceField: prev.SalesforceField,
 			UpdatedAt: normTime(d.now())}
 		// The row is written (and so locked) before hygiene_issues is: the
-		// order WriteReportRows takes them in, which cannot deadlock.
+		// order WriteIssues takes them in, which cannot deadlock.
 		if err := tx.Gorm.WithContext(ctx).Clauses(clause.OnConflict{
 			Columns:   []clause.Column{{Name: "integration_id"}},
 			DoUpdates: clause.AssignmentColumns([]string{"hygiene", "slots", "updated_at"}),
@@ -199,30 +200,49 @@ func (d *DB) JiraFields(ctx context.Context, integrationID string) ([]JiraField,
 	return out, mapError(err, "jira fields")
 }
 
-// WriteReportRows keeps what the hygiene report and the Salesforce mapping
-// derive from issues in step with the issues of a batch just written:
+// writeReportRows keeps what the hygiene report and the Salesforce mapping
+// derive from issues in step with the issues a batch just wrote (kept: the
+// ones that won over what was stored, whose children are now the batch's):
 // their hygiene_issues rows, and their Salesforce links when the
-// integration has a Salesforce field. Call it in the transaction that
-// wrote them (WriteIssues does). hygiene_issues rows are recomputed from
-// what jira_issues now holds, so an incoming issue that lost to a newer
-// stored version changes nothing.
-func (d *DB) WriteReportRows(ctx context.Context, integrationID string, b *IssueBatch) error {
-	if len(b.Issues) == 0 {
+// integration has a Salesforce field. WriteIssues calls it in its
+// transaction.
+//
+// The rows' fixed columns are computed here from the batch, not read back
+// from jira_issues: reading back cost an index scan per page whose plan
+// went wrong while a first sync was still filling the table (the planner's
+// statistics said "a few rows", so it scanned the integration's issues
+// for every page: 40% of PostgreSQL's time in a sync). Slots, which only
+// integrations with custom misses use, are then filled by SQL from the
+// stored issues (slotExprs), the one definition of a slot's value.
+func (d *DB) writeReportRows(ctx context.Context, integrationID string, kept []JiraIssue, b *IssueBatch) error {
+	if len(kept) == 0 {
 		return nil
 	}
 	rs, err := d.reportSettings(ctx, integrationID, true)
 	if err != nil {
 		return err
 	}
-	ids := make([]int64, len(b.Issues))
-	for i := range b.Issues {
-		ids[i] = b.Issues[i].IssueID
+	rows := hygieneBaseRows(kept, b.Transitions)
+	if d.dialect == DialectPostgres {
+		err = d.pgUpsertHygieneBase(ctx, rows)
+	} else {
+		err = mapError(d.Gorm.WithContext(ctx).Clauses(clause.OnConflict{
+			Columns:   []clause.Column{{Name: "integration_id"}, {Name: "issue_id"}},
+			DoUpdates: clause.AssignmentColumns(hygieneColumns),
+		}).CreateInBatches(rows, insertBatch/len(hygieneColumns)*5).Error, "hygiene issues")
 	}
-	slices.Sort(ids)
-	ids = slices.Compact(ids)
-	for start := 0; start < len(ids); start += insertBatch {
-		if err := d.upsertHygieneIssues(ctx, integrationID, rs.Slots, ids[start:min(start+insertBatch, len(ids))]); err != nil {
-			return err
+	if err != nil {
+		return err
+	}
+	if slices.ContainsFunc(rs.Slots, func(s HygieneSlot) bool { return s.Field != "" }) {
+		ids := make([]int64, len(kept))
+		for i := range kept {
+			ids[i] = kept[i].IssueID
+		}
+		for start := 0; start < len(ids); start += insertBatch {
+			if err := d.updateHygieneSlots(ctx, integrationID, rs.Slots, ids[start:min(start+insertBatch, len(ids))]); err != nil {
+				return err
+			}
 		}
 	}
 	if rs.SalesforceField == nil {
@@ -232,7 +252,117 @@ func (d *DB) WriteReportRows(ctx context.Context, integrationID string, b *Issue
 	if extract == nil {
 		return nil
 	}
-	return d.replaceSalesforceLinks(ctx, integrationID, *rs.SalesforceField, b.Issues, extract)
+	return d.replaceSalesforceLinks(ctx, integrationID, *rs.SalesforceField, kept, extract)
+}
+
+// hygieneBase is a hygiene_issues row without its slots.
+type hygieneBase struct {
+	IntegrationID     string     `gorm:"column:integration_id;primaryKey"`
+	IssueID           int64      `gorm:"column:issue_id;primaryKey"`
+	Key               string     `gorm:"column:key"`
+	ProjectKey        string     `gorm:"column:project_key"`
+	Created           time.Time  `gorm:"column:created"`
+	Updated           time.Time  `gorm:"column:updated"`
+	Resolved          *time.Time `gorm:"column:resolved"`
+	FirstChange       *time.Time `gorm:"column:first_change"`
+	AssigneeAccountID *string    `gorm:"column:assignee_account_id"`
+	HasDueDate        bool       `gorm:"column:has_due_date"`
+	DescriptionLength *int32     `gorm:"column:description_length"`
+	HasComponents     bool       `gorm:"column:has_components"`
+}
+
+func (hygieneBase) TableName() string { return "hygiene_issues" }
+
+// hygieneBaseRows derives the fixed columns as RebuildHygieneIssues' SQL
+// does from the stored rows (TestHygieneRowsAgree holds them equal): the
+// first status change is the earliest of the issue's transitions, which
+// for a written issue are the batch's; the description's length is in
+// characters, as SQL's length() counts.
+func hygieneBaseRows(issues []JiraIssue, transitions []JiraTransition) []hygieneBase {
+	first := make(map[int64]time.Time, len(issues))
+	for i := range transitions {
+		t := &transitions[i]
+		if at, ok := first[t.IssueID]; !ok || t.At.Before(at) {
+			first[t.IssueID] = t.At
+		}
+	}
+	out := make([]hygieneBase, len(issues))
+	for i := range issues {
+		is := &issues[i]
+		r := hygieneBase{IntegrationID: is.IntegrationID, IssueID: is.IssueID, Key: is.Key, ProjectKey: is.ProjectKey,
+			Created: is.Created, Updated: is.Updated, Resolved: is.Resolved, AssigneeAccountID: is.AssigneeAccountID,
+			HasDueDate: is.DueDate != nil}
+		if at, ok := first[is.IssueID]; ok {
+			at = normTime(at)
+			r.FirstChange = &at
+		}
+		if is.Description != nil {
+			n := int32(utf8.RuneCountInString(*is.Description))
+			r.DescriptionLength = &n
+		}
+		switch is.Components {
+		case "[]", "", "null":
+		default:
+			r.HasComponents = true
+		}
+		out[i] = r
+	}
+	return out
+}
+
+const pgUpsertHygieneBase = `INSERT INTO hygiene_issues (integration_id, issue_id, key, project_key, created, updated, resolved,
+first_change, assignee_account_id, has_due_date, description_length, has_components)
+SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::timestamptz[], $6::timestamptz[], $7::timestamptz[],
+$8::timestamptz[], $9::text[], $10::bool[], $11::int4[], $12::bool[])
+ON CONFLICT (integration_id, issue_id) DO UPDATE SET key = EXCLUDED.key, project_key = EXCLUDED.project_key,
+created = EXCLUDED.created, updated = EXCLUDED.updated, resolved = EXCLUDED.resolved, first_change = EXCLUDED.first_change,
+assignee_account_id = EXCLUDED.assignee_account_id, has_due_date = EXCLUDED.has_due_date,
+description_length = EXCLUDED.description_length, has_components = EXCLUDED.has_components`
+
+// pgUpsertHygieneBase writes rows as WriteIssues writes issues: one
+// statement of column arrays, the same text for any batch.
+func (d *DB) pgUpsertHygieneBase(ctx context.Context, rows []hygieneBase) error {
+	n := len(rows)
+	integ, ids, keys, projects := make([]string, n), make([]int64, n), make([]string, n), make([]string, n)
+	created, updated, resolved, first := make([]time.Time, n), make([]time.Time, n), make([]*time.Time, n), make([]*time.Time, n)
+	assignee, due, desc, comps := make([]*string, n), make([]bool, n), make([]*int32, n), make([]bool, n)
+	for i, r := range rows {
+		integ[i], ids[i], keys[i], projects[i] = r.IntegrationID, r.IssueID, r.Key, r.ProjectKey
+		created[i], updated[i], resolved[i], first[i] = r.Created, r.Updated, r.Resolved, r.FirstChange
+		assignee[i], due[i], desc[i], comps[i] = r.AssigneeAccountID, r.HasDueDate, r.DescriptionLength, r.HasComponents
+	}
+	return d.pgExec(ctx, "hygiene issues", pgUpsertHygieneBase, integ, ids, keys, projects, created, updated, resolved, first,
+		assignee, due, desc, comps)
+}
+
+// updateHygieneSlots fills the used slots of some issues' rows from the
+// stored issues. Both sides are reached by their primary key, whatever the
+// planner believes about the tables' sizes.
+func (d *DB) updateHygieneSlots(ctx context.Context, integrationID string, slots []HygieneSlot, ids []int64) error {
+	exprs := d.slotExprs(slots)
+	cols := slotColumns()
+	var sets []string
+	for k := range HygieneSlots {
+		if k < len(slots) && slots[k].Field != "" {
+			sets = append(sets, cols[2*k]+" = "+exprs[2*k], cols[2*k+1]+" = "+exprs[2*k+1])
+		}
+	}
+	where := func(integ, in string) string {
+		return " WHERE h.integration_id = " + integ + " AND h.issue_id " + in + " AND j.integration_id = h.integration_id AND j.issue_id " +
+			in + " AND j.issue_id = h.issue_id"
+	}
+	q := "UPDATE hygiene_issues AS h SET " + strings.Join(sets, ", ") + " FROM " + d.fromIssues(slots)
+	if d.dialect == DialectPostgres {
+		return d.pgExec(ctx, "hygiene issues", q+where("$1", "= ANY($2::bigint[])"), integrationID, ids)
+	}
+	args := []any{integrationID}
+	for range 2 {
+		for _, id := range ids {
+			args = append(args, id)
+		}
+	}
+	in := "IN (" + strings.TrimSuffix(strings.Repeat("?, ", len(ids)), ", ") + ")"
+	return mapError(d.Gorm.WithContext(ctx).Exec(q+where("?", in), args...).Error, "hygiene issues")
 }
 
 // hygieneColumns are the hygiene_issues columns derived from jira_issues
@@ -275,56 +405,32 @@ func (d *DB) fromIssues(slots []HygieneSlot) string {
 }
 
 // RebuildHygieneIssues derives the hygiene_issues rows of all the
-// integration's issues at once, as WriteReportRows does for a batch: for
-// data loaded around WriteIssues (benchmarks, repairs).
+// integration's issues from what is stored, slots included: for data
+// loaded around WriteIssues (benchmarks, repairs), and the reference
+// WriteIssues' rows are tested against.
 func (d *DB) RebuildHygieneIssues(ctx context.Context, integrationID string) error {
 	return d.Tx(ctx, func(tx *DB) error {
 		rs, err := tx.reportSettings(ctx, integrationID, true)
 		if err != nil {
 			return err
 		}
-		return tx.upsertHygieneIssues(ctx, integrationID, rs.Slots, nil)
-	})
-}
-
-// upsertHygieneIssues derives the hygiene_issues rows of some issues (nil:
-// all of the integration's). A batch finds each issue's first status
-// change by its own index probe; all issues, by one grouped pass over the
-// transitions.
-func (d *DB) upsertHygieneIssues(ctx context.Context, integrationID string, slots []HygieneSlot, ids []int64) error {
-	cols := append(append([]string{"integration_id", "issue_id"}, hygieneColumns...), slotColumns()...)
-	sets := make([]string, 0, len(cols)-2)
-	for _, c := range cols[2:] {
-		sets = append(sets, c+" = excluded."+c)
-	}
-	first := "(SELECT min(t.at) FROM jira_transitions t WHERE t.integration_id = j.integration_id AND t.issue_id = j.issue_id)"
-	from := d.fromIssues(slots)
-	args := []any{integrationID}
-	where := "j.integration_id = ?"
-	if ids == nil {
-		first = "ft.first_change"
-		from += " LEFT JOIN (SELECT issue_id, min(at) AS first_change FROM jira_transitions WHERE integration_id = ? GROUP BY issue_id) ft" +
-			" ON ft.issue_id = j.issue_id"
-		args = append([]any{integrationID}, args...)
-	} else if d.dialect != DialectPostgres {
-		where += " AND j.issue_id IN (" + strings.TrimSuffix(strings.Repeat("?, ", len(ids)), ", ") + ")"
-		for _, id := range ids {
-			args = append(args, id)
+		cols := append(append([]string{"integration_id", "issue_id"}, hygieneColumns...), slotColumns()...)
+		sets := make([]string, 0, len(cols)-2)
+		for _, c := range cols[2:] {
+			sets = append(sets, c+" = excluded."+c)
 		}
-	}
-	q := "INSERT INTO hygiene_issues (" + strings.Join(cols, ", ") + ")\n" +
-		"SELECT j.integration_id, j.issue_id, j.key, j.project_key, j.created, j.updated, j.resolved, " + first + ",\n" +
-		"  j.assignee_account_id, j.due_date IS NOT NULL, length(j.description), j.components NOT IN ('[]', '', 'null'),\n  " +
-		strings.Join(d.slotExprs(slots), ", ") + "\n" +
-		"FROM " + from + "\nWHERE " + where + "\nORDER BY j.issue_id\n" +
-		"ON CONFLICT (integration_id, issue_id) DO UPDATE SET " + strings.Join(sets, ", ")
-	if ids != nil && d.dialect == DialectPostgres {
-		// As WriteIssues does: one statement text for any batch, the ids
-		// as one array, so it is parsed and planned once per connection.
-		q = strings.Replace(q, "WHERE j.integration_id = ?", "WHERE j.integration_id = $1 AND j.issue_id = ANY($2::bigint[])", 1)
-		return d.pgExec(ctx, "hygiene issues", q, integrationID, ids)
-	}
-	return mapError(d.Gorm.WithContext(ctx).Exec(q, args...).Error, "hygiene issues")
+		// Each issue's first status change by one grouped pass over the
+		// transitions.
+		q := "INSERT INTO hygiene_issues (" + strings.Join(cols, ", ") + ")\n" +
+			"SELECT j.integration_id, j.issue_id, j.key, j.project_key, j.created, j.updated, j.resolved, ft.first_change,\n" +
+			"  j.assignee_account_id, j.due_date IS NOT NULL, length(j.description), j.components NOT IN ('[]', '', 'null'),\n  " +
+			strings.Join(tx.slotExprs(rs.Slots), ", ") + "\n" +
+			"FROM " + tx.fromIssues(rs.Slots) +
+			" LEFT JOIN (SELECT issue_id, min(at) AS first_change FROM jira_transitions WHERE integration_id = ? GROUP BY issue_id) ft" +
+			" ON ft.issue_id = j.issue_id\nWHERE j.integration_id = ?\nORDER BY j.issue_id\n" +
+			"ON CONFLICT (integration_id, issue_id) DO UPDATE SET " + strings.Join(sets, ", ")
+		return mapError(tx.Gorm.WithContext(ctx).Exec(q, integrationID, integrationID).Error, "hygiene issues")
+	})
 }
 
 // refreshHygieneSlots brings the slots whose field changed in step with

@@ -2,6 +2,7 @@ package store_test
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -42,18 +43,12 @@ func newReportIntegration(t *testing.T, db *store.DB) {
 	}
 }
 
-// writeWithReport writes a batch and its report rows in one transaction,
-// as WriteIssues does once its hook calls WriteReportRows; with the hook in
-// place the second call rewrites the same rows.
+// writeWithReport writes a batch; WriteIssues writes its report rows in
+// the same transaction.
 func writeWithReport(t *testing.T, db *store.DB, b *store.IssueBatch) {
 	t.Helper()
 	ctx := context.Background()
-	if err := db.Tx(ctx, func(tx *store.DB) error {
-		if _, err := tx.WriteIssues(ctx, "it1", b, nil); err != nil {
-			return err
-		}
-		return tx.WriteReportRows(ctx, "it1", b)
-	}); err != nil {
+	if _, err := db.WriteIssues(ctx, "it1", b, nil); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -272,6 +267,104 @@ func TestSalesforceLinks(t *testing.T) {
 		}
 		if diff := cmp.Diff([]string{"other"}, rs.SearchFields()); diff != "" {
 			t.Errorf("search fields (-want +got):\n%s", diff)
+		}
+	})
+}
+
+// fullHygieneRow is every column of hygiene_issues.
+type fullHygieneRow struct {
+	IssueID                                int64
+	Key, ProjectKey                        string
+	Created, Updated                       time.Time
+	Resolved, FirstChange                  *time.Time
+	AssigneeAccountID                      *string
+	HasDueDate, HasComponents              bool
+	DescriptionLength                      *int
+	S0, S1, S2, S3, S4, S5, S6, S7, S8, S9 *string
+	N0, N1, N2, N3, N4, N5, N6, N7, N8, N9 *float64
+}
+
+func fullHygieneRows(t *testing.T, db *store.DB) []fullHygieneRow {
+	t.Helper()
+	var rows []fullHygieneRow
+	if err := db.Gorm.Raw("SELECT * FROM hygiene_issues WHERE integration_id = ? ORDER BY issue_id", "it1").Scan(&rows).Error; err != nil {
+		t.Fatal(err)
+	}
+	utc := func(p *time.Time) {
+		if p != nil {
+			*p = p.UTC()
+		}
+	}
+	for i := range rows {
+		r := &rows[i]
+		r.Created, r.Updated = r.Created.UTC(), r.Updated.UTC()
+		utc(r.Resolved)
+		utc(r.FirstChange)
+	}
+	return rows
+}
+
+// TestHygieneRowsAgree: the rows WriteIssues derives from its batches are
+// the rows RebuildHygieneIssues derives from what is stored, for every
+// column: WriteIssues computes the fixed columns in Go and the slots in
+// SQL, RebuildHygieneIssues all in SQL, and the two must not drift.
+func TestHygieneRowsAgree(t *testing.T) {
+	ctx := context.Background()
+	storetest.ForEach(t, func(t *testing.T, db *store.DB) {
+		newReportIntegration(t, db)
+		slots := []store.HygieneSlot{
+			{Field: "customfield_10030", Kind: store.SlotString},
+			{Field: "customfield_10031", Kind: store.SlotNumber},
+			{Field: "status", Column: "status", Kind: store.SlotString},
+			{Field: "components", Column: "components", Kind: store.SlotArray},
+		}
+		if err := db.SaveHygieneSettings(ctx, "it1", "{}", slots); err != nil {
+			t.Fatal(err)
+		}
+		berlin, _ := time.LoadLocation("Europe/Berlin")
+		var batch store.IssueBatch
+		for i := range 12 {
+			id := int64(100 + i)
+			is := reportIssue(id, fmt.Sprintf("SEI-%d", id), t0.Add(time.Duration(i)*time.Hour), fmt.Sprintf(`{"customfield_10030":{"value":"v%d"},"customfield_10031":%d}`, i%3, i))
+			// Times in another zone and with sub-millisecond parts: both
+			// sides must store the same instant.
+			is.Created = t0.In(berlin).Add(time.Duration(i) * 1500 * time.Microsecond)
+			switch i % 4 {
+			case 0:
+				is.Description, is.Components, is.DueDate = ptr("naïve café ☕ — ünïcödé"), `["API","Web"]`, ptr("2026-04-01")
+				is.Resolved = ptr(t0.Add(48 * time.Hour).In(berlin))
+			case 1:
+				is.Description, is.Components = ptr(""), "null"
+			case 2:
+				is.Description, is.Components, is.AssigneeAccountID = ptr("plain"), "[]", ptr("acc-1")
+			}
+			batch.Issues = append(batch.Issues, is)
+			for k := range i % 3 {
+				batch.Transitions = append(batch.Transitions, store.JiraTransition{IntegrationID: "it1", IssueID: id,
+					HistoryID: fmt.Sprintf("h%d", 5-k), At: t0.Add(time.Duration(5-k)*time.Minute + 700*time.Microsecond).In(berlin)})
+			}
+		}
+		writeWithReport(t, db, &batch)
+		// A newer version of one issue with other transitions, an older
+		// one of another (ignored).
+		newer := batch.Issues[1]
+		newer.Updated, newer.Status, newer.Components = newer.Updated.Add(time.Hour), "Done", `["Mobile"]`
+		older := batch.Issues[2]
+		older.Updated, older.Status = older.Updated.Add(-time.Hour), "Stale"
+		writeWithReport(t, db, &store.IssueBatch{Issues: []store.JiraIssue{newer, older}, Transitions: []store.JiraTransition{
+			{IntegrationID: "it1", IssueID: newer.IssueID, HistoryID: "h9", At: t0.Add(9 * time.Minute)},
+			{IntegrationID: "it1", IssueID: older.IssueID, HistoryID: "h0", At: t0.Add(-9 * time.Minute)},
+		}})
+
+		written := fullHygieneRows(t, db)
+		if len(written) != 12 {
+			t.Fatalf("%d rows written, want 12", len(written))
+		}
+		if err := db.RebuildHygieneIssues(ctx, "it1"); err != nil {
+			t.Fatal(err)
+		}
+		if diff := cmp.Diff(fullHygieneRows(t, db), written); diff != "" {
+			t.Fatalf("WriteIssues' rows differ from the rebuilt ones (-rebuilt +written):\n%s", diff)
 		}
 	})
 }

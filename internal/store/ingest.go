@@ -219,19 +219,21 @@ func (d *DB) WriteIssues(ctx context.Context, integrationID string, b *IssueBatc
 			return cmp.Or(cmp.Compare(a.IssueID, b.IssueID), b.Updated.Compare(a.Updated))
 		})
 		issues = slices.CompactFunc(issues, func(a, b JiraIssue) bool { return a.IssueID == b.IssueID })
+		var kept []JiraIssue
 		var err error
 		if tx.dialect == DialectPostgres {
-			written, err = tx.pgWriteIssues(ctx, integrationID, issues, b)
+			kept, err = tx.pgWriteIssues(ctx, integrationID, issues, b)
 		} else {
-			written, err = tx.sqliteWriteIssues(ctx, integrationID, issues, b)
+			kept, err = tx.sqliteWriteIssues(ctx, integrationID, issues, b)
 		}
 		if err != nil {
 			return err
 		}
+		written = len(kept)
 		if written > 0 {
 			// The hygiene report's projection and the Salesforce links of
 			// the issues written, in the same transaction (hygiene.go).
-			if err := tx.WriteReportRows(ctx, integrationID, b); err != nil {
+			if err := tx.writeReportRows(ctx, integrationID, kept, b); err != nil {
 				return err
 			}
 		}
@@ -246,10 +248,10 @@ func (d *DB) WriteIssues(ctx context.Context, integrationID string, b *IssueBatc
 // sqliteWriteIssues reads which incoming issues are at least as new as the
 // stored ones, then writes those. SQLite has one writer at a time, so the
 // read and the writes cannot interleave with another writer's.
-func (d *DB) sqliteWriteIssues(ctx context.Context, integrationID string, in []JiraIssue, b *IssueBatch) (int, error) {
+func (d *DB) sqliteWriteIssues(ctx context.Context, integrationID string, in []JiraIssue, b *IssueBatch) ([]JiraIssue, error) {
 	keep, stored, err := d.newerOrEqual(ctx, integrationID, in)
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
 	issues := make([]JiraIssue, 0, len(in))
 	var replace []int64 // kept issues already stored: their children go
@@ -262,9 +264,9 @@ func (d *DB) sqliteWriteIssues(ctx context.Context, integrationID string, in []J
 		}
 	}
 	if len(issues) == 0 {
-		return 0, nil
+		return nil, nil
 	}
-	return len(issues), sqliteWriteRows(d.Gorm.WithContext(ctx), integrationID, issues, replace, b, keep)
+	return issues, sqliteWriteRows(d.Gorm.WithContext(ctx), integrationID, issues, replace, b, keep)
 }
 
 func sqliteWriteRows(g *gorm.DB, integrationID string, issues []JiraIssue, replace []int64, b *IssueBatch, keep map[int64]bool) error {
@@ -367,9 +369,9 @@ func excludedList(cols []string) string {
 // (updated or not), in the order given, which is id order, so two writers
 // of overlapping batches (a page and a webhook) take turns and the later
 // one compares with what the earlier one wrote.
-func (d *DB) pgWriteIssues(ctx context.Context, integrationID string, in []JiraIssue, b *IssueBatch) (int, error) {
+func (d *DB) pgWriteIssues(ctx context.Context, integrationID string, in []JiraIssue, b *IssueBatch) ([]JiraIssue, error) {
 	if len(in) == 0 {
-		return 0, nil
+		return nil, nil
 	}
 	issues := in
 	n := len(issues)
@@ -399,14 +401,14 @@ func (d *DB) pgWriteIssues(ctx context.Context, integrationID string, in []JiraI
 		assignee, reporter, creator, summary, description, created, updated, resolved, dueDate, dueAt,
 		components, labels, fixVersions, sprint, parent, points, fields, synced)
 	if err != nil {
-		return 0, d.pgError(err, "issues")
+		return nil, d.pgError(err, "issues")
 	}
 	for rows.Next() {
 		var id int64
 		var existed bool
 		if err := rows.Scan(&id, &existed); err != nil {
 			rows.Close()
-			return 0, d.pgError(err, "issues")
+			return nil, d.pgError(err, "issues")
 		}
 		keep[id] = true
 		if existed {
@@ -415,13 +417,13 @@ func (d *DB) pgWriteIssues(ctx context.Context, integrationID string, in []JiraI
 	}
 	rows.Close()
 	if err := rows.Err(); err != nil {
-		return 0, d.pgError(err, "issues")
+		return nil, d.pgError(err, "issues")
 	}
 	if len(replace) > 0 {
 		for _, table := range []string{"jira_transitions", "jira_field_changes", "jira_comments"} {
 			if err := d.pgExec(ctx, "issue children", "DELETE FROM "+table+" WHERE integration_id = $1 AND issue_id = ANY($2::bigint[])",
 				integrationID, replace); err != nil {
-				return 0, err
+				return nil, err
 			}
 		}
 	}
@@ -436,7 +438,7 @@ func (d *DB) pgWriteIssues(ctx context.Context, integrationID string, in []JiraI
 			from[i], to[i], fromID[i], toID[i], author[i], at[i] = t.FromStatus, t.ToStatus, t.FromStatusID, t.ToStatusID, t.AuthorAccountID, t.At
 		}
 		if err := d.pgExec(ctx, "issue children", pgInsertTransitions, integ, ids, hist, items, from, to, fromID, toID, author, at); err != nil {
-			return 0, err
+			return nil, err
 		}
 	}
 	if fc := kept(b.FieldChanges, keep, func(c *JiraFieldChange) int64 { return c.IssueID }); len(fc) > 0 {
@@ -449,7 +451,7 @@ func (d *DB) pgWriteIssues(ctx context.Context, integrationID string, in []JiraI
 			fromV[i], fromS[i], toV[i], toS[i], author[i], at[i] = c.FromValue, c.FromString, c.ToValue, c.ToString, c.AuthorAccountID, c.At
 		}
 		if err := d.pgExec(ctx, "issue children", pgInsertFieldChanges, integ, ids, hist, items, field, fieldID, fromV, fromS, toV, toS, author, at); err != nil {
-			return 0, err
+			return nil, err
 		}
 	}
 	if cs := kept(b.Comments, keep, func(c *JiraComment) int64 { return c.IssueID }); len(cs) > 0 {
@@ -460,10 +462,16 @@ func (d *DB) pgWriteIssues(ctx context.Context, integrationID string, in []JiraI
 			integ[i], ids[i], cid[i], author[i], body[i], created[i], updated[i] = c.IntegrationID, c.IssueID, c.CommentID, c.AuthorAccountID, c.Body, c.Created, c.Updated
 		}
 		if err := d.pgExec(ctx, "issue children", pgInsertComments, integ, ids, cid, author, body, created, updated); err != nil {
-			return 0, err
+			return nil, err
 		}
 	}
-	return len(keep), nil
+	out := make([]JiraIssue, 0, len(keep))
+	for _, is := range issues {
+		if keep[is.IssueID] {
+			out = append(out, is)
+		}
+	}
+	return out, nil
 }
 
 // kept returns pointers to the rows whose issue is kept.

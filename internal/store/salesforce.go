@@ -40,7 +40,7 @@ type salesforceHook struct{ extract SalesforceExtractor }
 func (*salesforceHook) Name() string              { return salesforcePlugin }
 func (*salesforceHook) Initialize(*gorm.DB) error { return nil }
 
-// SetSalesforceExtractor sets how WriteReportRows finds Salesforce cases in
+// SetSalesforceExtractor sets how WriteIssues finds Salesforce cases in
 // issues. Call it while wiring, before the handle writes issues; without
 // it no links are written.
 func (d *DB) SetSalesforceExtractor(f SalesforceExtractor) error {
