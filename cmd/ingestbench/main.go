@@ -73,6 +73,7 @@ type options struct {
 	longTail      float64
 	seed          int64
 	jirasimBin    string
+	simCPUProfile string
 	cpuProfile    string
 	memProfile    string
 	logLevel      string
@@ -101,6 +102,7 @@ func parse(args []string, stderr io.Writer) (*options, error) {
 	fs.IntVar(&o.partitionSize, "partition-size", 0, "Syncer.PartitionSize: issues per partition (0: the Syncer's default)")
 	fs.Float64Var(&o.longTail, "long-tail", d.LongTailShare, "share of issues whose changelog (>100) and comments (>20) outgrow what a search embeds")
 	fs.Int64Var(&o.seed, "seed", 42, "generator seed")
+	fs.StringVar(&o.simCPUProfile, "sim-cpuprofile", "", "with -jirasim: the simulator process writes a CPU profile to this file")
 	fs.StringVar(&o.jirasimBin, "jirasim", "", "a jirasim binary (go build ./cmd/jirasim) to run the simulator in a separate process; default in-process")
 	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the sync to this file")
 	fs.StringVar(&o.memProfile, "memprofile", "", "write a heap profile at the end of the sync to this file")

@@ -106,6 +106,9 @@ func startChild(ctx context.Context, o *options, spec jirasim.GenSpec, stderr io
 		"-comments", strconv.Itoa(spec.CommentsPerIssue), "-long-tail", fmt.Sprint(spec.LongTailShare),
 		"-custom-fields", strconv.Itoa(spec.CustomFields), "-description-bytes", strconv.Itoa(spec.DescriptionBytes),
 		"-latency", o.latency.String(), "-rate", fmt.Sprint(o.rate), "-burst", strconv.Itoa(o.burst)}
+	if o.simCPUProfile != "" {
+		args = append(args, "-cpuprofile", o.simCPUProfile)
+	}
 	s.cmd = exec.Command(o.jirasimBin, args...)
 	s.cmd.Stderr = stderr
 	out, err := s.cmd.StdoutPipe()

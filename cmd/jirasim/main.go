@@ -51,6 +51,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"syscall"
@@ -92,6 +93,7 @@ type options struct {
 	dcMaxResults, resultWindow int
 	hiddenEmails               float64
 	anonymous404               bool
+	cpuProfile                 string
 }
 
 // listFlag is a flag that may be given several times.
@@ -144,6 +146,7 @@ func parse(args []string, stderr io.Writer) (*options, error) {
 	fs.IntVar(&o.dcMaxResults, "dc-max-results", jirasim.DCDefaultMaxResults, "datacenter: the most issues a search page grants")
 	fs.IntVar(&o.resultWindow, "result-window", jirasim.DCResultWindow, "datacenter: the deepest a search may page (startAt + maxResults)")
 	fs.BoolVar(&o.anonymous404, "anonymous-404", false, "datacenter: answer refused credentials with 404 (an expired session), not 401")
+	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the simulator to this file until it stops")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -201,6 +204,17 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, ready fun
 	o, err := parse(args, stderr)
 	if err != nil {
 		return err
+	}
+	if o.cpuProfile != "" {
+		f, err := os.Create(o.cpuProfile)
+		if err != nil {
+			return err
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			f.Close()
+			return err
+		}
+		defer func() { pprof.StopCPUProfile(); f.Close() }()
 	}
 	if o.mode == "datacenter" {
 		return runDataCenter(ctx, o, stdout, stderr, ready)

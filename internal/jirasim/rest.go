@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -789,23 +790,31 @@ func (s *Site) serveSearch(w http.ResponseWriter, r *http.Request, _ principal, 
 		}
 	}
 	slots, more := st.run(q, after, limit)
-	var b bytes.Buffer
-	b.WriteString(`{"issues":[`)
+	pb := pageBuffers.Get().(*[]byte)
+	defer pageBuffers.Put(pb)
+	b := append((*pb)[:0], `{"issues":[`...)
 	for i, slot := range slots {
 		if i > 0 {
-			b.WriteByte(',')
+			b = append(b, ',')
 		}
-		b.Write(st.renderIssue(c, slot, sel, p.expand, lim))
+		b = st.appendIssue(b, c, slot, sel, p.expand, lim)
 	}
-	b.WriteString(`]`)
+	b = append(b, ']')
 	if more {
 		// Left out on the last page, as Jira does (JRACLOUD-92184).
-		b.WriteString(`,"nextPageToken":`)
-		b.Write(mustJSON(encodePageToken(st.sortKey(slots[len(slots)-1], q.order), p.JQL)))
+		b = append(b, `,"nextPageToken":`...)
+		b = append(b, mustJSON(encodePageToken(st.sortKey(slots[len(slots)-1], q.order), p.JQL))...)
 	}
-	fmt.Fprintf(&b, `,"isLast":%t}`, !more)
-	writeRaw(w, http.StatusOK, b.Bytes())
+	b = strconv.AppendBool(append(b, `,"isLast":`...), !more)
+	b = append(b, '}')
+	*pb = b
+	writeRaw(w, http.StatusOK, b)
 }
+
+// pageBuffers hold search pages while they are rendered and written (a
+// page of issues with their changelogs and comments is about 2 MB): kept
+// between requests, not grown from nothing by doubling for every page.
+var pageBuffers = sync.Pool{New: func() any { b := make([]byte, 0, 64<<10); return &b }}
 
 // jiraError writes Jira's error shape.
 func jiraError(w http.ResponseWriter, status int, msgs ...string) {
