@@ -143,23 +143,35 @@ func (st *store) appendIssue(dst []byte, c genContext, slot int32, sel fieldSel,
 	if k := st.keyOf(slot); k != "" {
 		o.str("key", k)
 	}
-	fields := make(map[string]json.RawMessage, len(rec.fields)+1)
-	for k, v := range rec.fields {
+	keys := make([]string, 0, len(rec.fields)+1)
+	for k := range rec.fields {
 		if sel.wants(k) {
-			fields[k] = v
+			keys = append(keys, k)
 		}
 	}
-	if rec.hasComments && sel.wants("comment") {
-		fields["comment"] = st.embeddedComments(c, slot, rec, lim.comments)
+	comments := rec.hasComments && sel.wants("comment")
+	if comments {
+		keys = append(keys, "comment")
 	}
+	slices.Sort(keys)
 	o.key("fields")
-	o.buf = appendRawObject(o.buf, fields)
+	fo := objAt(o.buf)
+	for _, k := range keys {
+		fo.key(jsonKey(k))
+		if comments && k == "comment" {
+			fo.buf = st.appendComments(fo.buf, c, slot, rec, lim.comments)
+		} else {
+			fo.buf = append(fo.buf, rec.fields[k]...)
+		}
+	}
+	o.buf = fo.done()
 	for _, e := range expand {
 		switch e {
 		case "id", "key", "self", "fields":
 		case "changelog":
 			if rec.hasChangelog {
-				o.raw("changelog", embeddedChangelog(rec, lim.histories))
+				o.key("changelog")
+				o.buf = appendChangelog(o.buf, rec, lim.histories)
 			} else if v, ok := rec.extra[e]; ok {
 				o.raw(e, v)
 			}
@@ -174,16 +186,49 @@ func (st *store) appendIssue(dst []byte, c genContext, slot int32, sel fieldSel,
 
 // embeddedChangelog is the newest max histories, oldest first, with the
 // total so truncation shows.
-func embeddedChangelog(rec *issueRec, max int) json.RawMessage {
+func embeddedChangelog(rec *issueRec, max int) json.RawMessage { return appendChangelog(nil, rec, max) }
+
+func appendChangelog(dst []byte, rec *issueRec, max int) []byte {
 	hs := rec.histories[len(rec.histories)-min(len(rec.histories), max):]
-	return newObj(64).val("startAt", 0).val("maxResults", len(hs)).val("total", len(rec.histories)).raw("histories", rawArray(raws(hs))).done()
+	o := objAt(dst).num("startAt", 0).num("maxResults", len(hs)).num("total", len(rec.histories))
+	o.key("histories")
+	o.buf = appendEntries(o.buf, hs)
+	return o.done()
 }
 
 // embeddedComments is the first max comments with the total.
 func (st *store) embeddedComments(c genContext, slot int32, rec *issueRec, max int) json.RawMessage {
+	return st.appendComments(nil, c, slot, rec, max)
+}
+
+func (st *store) appendComments(dst []byte, c genContext, slot int32, rec *issueRec, max int) []byte {
 	cs := rec.comments[:min(len(rec.comments), max)]
-	return newObj(64).raw("comments", rawArray(raws(cs))).str("self", c.base+"/rest/api/3/issue/"+strconv.FormatInt(st.id[slot], 10)+"/comment").
-		val("maxResults", len(cs)).val("total", len(rec.comments)).val("startAt", 0).done()
+	o := objAt(dst)
+	o.key("comments")
+	o.buf = appendEntries(o.buf, cs)
+	return o.str("self", c.base+"/rest/api/3/issue/"+strconv.FormatInt(st.id[slot], 10)+"/comment").
+		num("maxResults", len(cs)).num("total", len(rec.comments)).num("startAt", 0).done()
+}
+
+// appendEntries appends the entries' JSON as an array.
+func appendEntries(dst []byte, es []entry) []byte {
+	dst = append(dst, '[')
+	for i, e := range es {
+		if i > 0 {
+			dst = append(dst, ',')
+		}
+		dst = append(dst, e.raw...)
+	}
+	return append(dst, ']')
+}
+
+// jsonKey is k as the inside of a JSON string; field ids never need
+// escaping, but AddIssue accepts any.
+func jsonKey(k string) string {
+	if strings.ContainsAny(k, "\"\\") {
+		return strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(k)
+	}
+	return k
 }
 
 func raws(es []entry) []json.RawMessage {
@@ -278,6 +323,12 @@ func appendJSONString(b []byte, s string) []byte {
 }
 
 func (o *jsonObj) val(k string, v any) *jsonObj { return o.raw(k, mustJSON(v)) }
+
+func (o *jsonObj) num(k string, n int) *jsonObj {
+	o.key(k)
+	o.buf = strconv.AppendInt(o.buf, int64(n), 10)
+	return o
+}
 
 func (o *jsonObj) done() json.RawMessage { return append(o.buf, '}') }
 

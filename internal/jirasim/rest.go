@@ -12,7 +12,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -790,9 +789,7 @@ func (s *Site) serveSearch(w http.ResponseWriter, r *http.Request, _ principal, 
 		}
 	}
 	slots, more := st.run(q, after, limit)
-	pb := pageBuffers.Get().(*[]byte)
-	defer pageBuffers.Put(pb)
-	b := append((*pb)[:0], `{"issues":[`...)
+	b := append(getPageBuffer(), `{"issues":[`...)
 	for i, slot := range slots {
 		if i > 0 {
 			b = append(b, ',')
@@ -807,14 +804,32 @@ func (s *Site) serveSearch(w http.ResponseWriter, r *http.Request, _ principal, 
 	}
 	b = strconv.AppendBool(append(b, `,"isLast":`...), !more)
 	b = append(b, '}')
-	*pb = b
 	writeRaw(w, http.StatusOK, b)
+	putPageBuffer(b)
 }
 
 // pageBuffers hold search pages while they are rendered and written (a
 // page of issues with their changelogs and comments is about 2 MB): kept
-// between requests, not grown from nothing by doubling for every page.
-var pageBuffers = sync.Pool{New: func() any { b := make([]byte, 0, 64<<10); return &b }}
+// between requests, not grown from nothing by doubling for every page. A
+// sync.Pool would do, but the collector empties it every other cycle,
+// which at this allocation rate is every few pages.
+var pageBuffers = make(chan []byte, 8)
+
+func getPageBuffer() []byte {
+	select {
+	case b := <-pageBuffers:
+		return b[:0]
+	default:
+		return make([]byte, 0, 2<<20)
+	}
+}
+
+func putPageBuffer(b []byte) {
+	select {
+	case pageBuffers <- b:
+	default:
+	}
+}
 
 // jiraError writes Jira's error shape.
 func jiraError(w http.ResponseWriter, status int, msgs ...string) {
