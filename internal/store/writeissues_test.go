@@ -68,5 +68,31 @@ func TestWriteIssuesNewerWins(t *testing.T) {
 		if is, _, _, _ := db.IssueByKey(ctx, "it1", "SEI-1"); is.Status != "Closed" {
 			t.Errorf("status %q after a batch with two copies, want Closed", is.Status)
 		}
+
+		// Children repeated in a batch (a retried page appended twice):
+		// stored once each, the first copy.
+		rep := version("Done", t0.Add(5*time.Hour), "c5", "c6", "c5")
+		first, second := "first", "second"
+		rep.Transitions[0].ToStatusID = &first
+		dup := rep.Transitions[0]
+		dup.ToStatusID = &second
+		rep.Transitions = append(rep.Transitions, dup)
+		rep.FieldChanges = []store.JiraFieldChange{
+			{IntegrationID: "it1", IssueID: 10001, HistoryID: "h-f", Item: 0, Field: "labels", ToString: &first, At: t0},
+			{IntegrationID: "it1", IssueID: 10001, HistoryID: "h-f", Item: 0, Field: "labels", ToString: &second, At: t0},
+			{IntegrationID: "it1", IssueID: 10001, HistoryID: "h-f", Item: 1, Field: "labels", At: t0},
+		}
+		write(rep, 1)
+		check("Done", 1, 2)
+		if _, tr, _, _ := db.IssueByKey(ctx, "it1", "SEI-1"); tr[0].ToStatusID == nil || *tr[0].ToStatusID != "first" {
+			t.Errorf("the repeated transition kept %v, want the first copy", tr[0].ToStatusID)
+		}
+		var changes []store.JiraFieldChange
+		if err := db.Gorm.Where("integration_id = ? AND issue_id = ?", "it1", 10001).Order("item").Find(&changes).Error; err != nil {
+			t.Fatal(err)
+		}
+		if len(changes) != 2 || changes[0].ToString == nil || *changes[0].ToString != "first" {
+			t.Errorf("field changes %+v, want items 0 (first copy) and 1", changes)
+		}
 	})
 }
