@@ -53,6 +53,12 @@ type Syncer struct {
 	// PageSize is the maxResults asked of a search with fields (Jira
 	// grants up to 100); SweepPageSize for id-only searches (up to 5000).
 	PageSize, SweepPageSize int
+	// ReadAhead is how many pages a sync's partitions together may hold
+	// read ahead of the one each is writing (default Parallel/2): each
+	// page held is a few MB, and the peak of a sync's memory is the pages
+	// it holds. A partition that finds none free reads its next page once
+	// it has written the current one.
+	ReadAhead int
 }
 
 func (s *Syncer) defaults() {
@@ -70,6 +76,9 @@ func (s *Syncer) defaults() {
 	}
 	if s.SweepPageSize <= 0 {
 		s.SweepPageSize = 5000
+	}
+	if s.ReadAhead <= 0 {
+		s.ReadAhead = max(1, s.Parallel/2)
 	}
 }
 
@@ -106,7 +115,8 @@ type run struct {
 	tr    *Transformer
 	rec   store.SyncRun
 	users *userSet
-	mu    sync.Mutex // guards rec counters
+	mu    sync.Mutex    // guards rec counters
+	ahead chan struct{} // tokens for pages read ahead (Syncer.ReadAhead); nil: no limit
 }
 
 // Sync runs a sync of the integration. "full" re-reads everything (resuming
@@ -129,7 +139,7 @@ func (s *Syncer) Sync(ctx context.Context, integrationID, mode string) (err erro
 	if _, ok := cps[cpIncremental]; !ok || cps[cpPlan] != "" {
 		mode = ModeFull // never synced, or a full sync to finish
 	}
-	r := &run{s: s, it: it, users: newUserSet(),
+	r := &run{s: s, it: it, users: newUserSet(), ahead: make(chan struct{}, s.ReadAhead),
 		rec: store.SyncRun{ID: uuid.Must(uuid.NewV7()).String(), IntegrationID: it.ID, Mode: mode, State: StateRunning, StartedAt: s.Now().UTC()}}
 	// One sync per integration runs at a time, so any run still marked
 	// running died with its process: say so instead of "running" forever.
@@ -326,8 +336,9 @@ func (r *run) incremental(ctx context.Context, projects []string, watermark stri
 //
 // The next page is requested as soon as a page arrives, so reading from
 // Jira overlaps transforming and writing (a site's round trip is spent
-// once per page, not twice); at most one page is read ahead, so memory
-// stays bounded by two pages per partition.
+// once per page, not twice), when one of the sync's read-ahead tokens is
+// free; otherwise after the page is written. A sync holds at most one
+// page per partition plus Syncer.ReadAhead.
 func (r *run) pages(ctx context.Context, jql string, checkpoint func([]*Rows) *store.SyncCheckpoint) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel() // abandons a page read ahead when this one fails
@@ -367,27 +378,64 @@ func (r *run) pages(ctx context.Context, jql string, checkpoint func([]*Rows) *s
 		}()
 		return ch
 	}
-	ahead := fetch(q)
+	// tryAhead takes a read-ahead token if one is free; done gives it back.
+	tryAhead := func() bool {
+		if r.ahead == nil {
+			return true
+		}
+		select {
+		case r.ahead <- struct{}{}:
+			return true
+		default:
+			return false
+		}
+	}
+	done := func() {
+		if r.ahead != nil {
+			<-r.ahead
+		}
+	}
+	ahead, token := fetch(q), false
+	defer func() {
+		if token {
+			done() // a page read ahead and abandoned (cancelled above)
+		}
+	}()
 	for {
 		p := <-ahead
+		if token {
+			done() // the page read ahead is now the one being written
+			token = false
+		}
 		if p.err != nil {
 			return p.err
 		}
-		if p.next != "" {
-			q.PageToken = p.next
-			ahead = fetch(q)
+		// Only the rows are kept past the transform: the decoded page is
+		// as large again, and p would keep it alive through the write.
+		issues, next := p.issues, p.next
+		p = page{}
+		ahead = nil
+		if next != "" {
+			q.PageToken = next
+			if tryAhead() {
+				ahead, token = fetch(q), true
+			}
 		}
-		if len(p.issues) > 0 {
-			batch, err := r.batch(ctx, p.issues)
+		if len(issues) > 0 {
+			batch, err := r.batch(ctx, issues)
 			if err != nil {
 				return err
 			}
+			issues = nil
 			if err := r.write(ctx, batch, checkpoint(batch)); err != nil {
 				return err
 			}
 		}
-		if p.next == "" {
+		if next == "" {
 			return nil
+		}
+		if ahead == nil {
+			ahead = fetch(q)
 		}
 	}
 }
