@@ -86,3 +86,46 @@ func TestAcceptFollowsLinks(t *testing.T) {
 		}
 	})
 }
+
+// TestAcceptEnqueuesInItsTransaction: with EnqueueTx the job is scheduled
+// inside the transaction that stores the event (it sees the row), and a
+// failure to schedule stores nothing and is an error, so Jira retries
+// rather than an event waiting for the periodic sweep.
+func TestAcceptEnqueuesInItsTransaction(t *testing.T) {
+	storetest.ForEach(t, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		if err := db.UpsertInstallation(ctx, &store.Installation{ClientKey: "linked", BaseURL: "https://linked.atlassian.net", State: "installed"}); err != nil {
+			t.Fatal(err)
+		}
+		var fail error
+		var seen []int64
+		w := &Webhooks{DB: db, Now: time.Now, Links: &fakeLinks{ids: map[string]string{"linked": "i1"}},
+			Enqueue: func(context.Context, int64) error { t.Error("Enqueue called although EnqueueTx is set"); return nil },
+			EnqueueTx: func(ctx context.Context, tx *store.DB, id int64) error {
+				if _, err := tx.GetWebhookEvent(ctx, id); err != nil {
+					t.Errorf("the event is not visible to its transaction: %v", err)
+				}
+				seen = append(seen, id)
+				return fail
+			}}
+		body := []byte(`{"webhookEvent":"jira:issue_updated","issue":{"id":"10001","key":"ACME-1"}}`)
+		count := func() int64 {
+			t.Helper()
+			var n int64
+			if err := db.Gorm.Model(&store.WebhookEvent{}).Count(&n).Error; err != nil {
+				t.Fatal(err)
+			}
+			return n
+		}
+		if err := w.Accept(ctx, "linked", body); err != nil || len(seen) != 1 || count() != 1 {
+			t.Fatalf("Accept = %v with %d enqueued and %d stored, want nil, 1, 1", err, len(seen), count())
+		}
+		fail = apperr.New(apperr.Unavailable, "queue is unavailable")
+		if err := w.Accept(ctx, "linked", body); apperr.CodeOf(err) != apperr.Unavailable {
+			t.Errorf("enqueue failing: %v, want the failure", err)
+		}
+		if n := count(); n != 1 {
+			t.Errorf("enqueue failing: %d events stored, want still 1 (rolled back)", n)
+		}
+	})
+}
