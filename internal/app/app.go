@@ -213,7 +213,7 @@ func New(cfg *config.Config, log *slog.Logger, db *store.DB, kr *secrets.KeyRing
 		return nil, err
 	}
 	maint.enqueue = bg.EnqueueWebhook
-	webhooks.Enqueue, webhooks.EnqueueTx = bg.EnqueueWebhook, bg.EnqueueWebhookTx
+	webhooks.Enqueue, webhooks.EnqueueMany = bg.EnqueueWebhook, bg.EnqueueWebhooks
 	ints.Queue = bg
 	// The hygiene report and the Salesforce mapping (issue 6). Links are
 	// written with the issues (store.WriteIssues) by ingestion's

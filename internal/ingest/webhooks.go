@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/sei-io/jira-connect/internal/apperr"
@@ -76,12 +77,29 @@ type Webhooks struct {
 	// Enqueue schedules processing (a River job); nil processes inline
 	// later through ProcessPending.
 	Enqueue func(ctx context.Context, eventID int64) error
-	// EnqueueTx, when set, schedules it inside the transaction that
-	// stores the event (preferred over Enqueue): one commit per webhook
-	// instead of two, and no event left without its job by a crash in
-	// between.
-	EnqueueTx func(ctx context.Context, tx *store.DB, eventID int64) error
+	// EnqueueMany, when set, schedules several at once (preferred over
+	// Enqueue).
+	EnqueueMany func(ctx context.Context, eventIDs []int64) error
+
+	// Group commit (see store): the events waiting to be stored, and
+	// whether a flusher is storing them.
+	mu       sync.Mutex
+	queue    []*pendingEvent
+	flushing bool
 }
+
+// pendingEvent is an accepted notification waiting for its batch.
+type pendingEvent struct {
+	e    *store.WebhookEvent
+	done chan error
+}
+
+// maxEventBatch bounds the events stored by one statement.
+const maxEventBatch = 256
+
+// flushTimeout bounds one batch's writes; they outlive the request that
+// started them (its caller may have gone), not the process.
+const flushTimeout = 10 * time.Second
 
 // Accept persists a verified webhook's notification and schedules its
 // processing. It does no Jira call, so Jira gets its answer in
@@ -102,21 +120,93 @@ func (w *Webhooks) Accept(ctx context.Context, clientKey string, body []byte) er
 	}
 	e := &store.WebhookEvent{ClientKey: clientKey, Event: n.Event, IssueID: n.IssueID, IssueKey: n.IssueKey,
 		JiraTimestamp: n.Timestamp, ReceivedAt: w.Now().UTC()}
-	if w.EnqueueTx != nil {
-		return w.DB.Tx(ctx, func(tx *store.DB) error {
-			if err := tx.InsertWebhookEvent(ctx, e); err != nil {
-				return err
-			}
-			return w.EnqueueTx(ctx, tx, e.ID)
-		})
+	return w.store(ctx, e)
+}
+
+// store stores an event, and answers once it is committed, together with
+// the events that arrived while the previous batch was being written:
+// group commit. Under load, one INSERT and one River InsertMany carry tens
+// of webhooks, where a commit per webhook (two with its job) made the
+// database the bottleneck and acknowledgements queue behind it; alone, a
+// webhook is written at once, with no wait for company. The caller that
+// finds no flusher becomes it, writes what is queued, and hands the rest
+// to a goroutine, so no caller waits for more than its own batch and the
+// one before it.
+func (w *Webhooks) store(ctx context.Context, e *store.WebhookEvent) error {
+	p := &pendingEvent{e: e, done: make(chan error, 1)}
+	w.mu.Lock()
+	w.queue = append(w.queue, p)
+	lead := !w.flushing
+	w.flushing = true
+	w.mu.Unlock()
+	if lead {
+		if w.flushOnce() {
+			go w.flushAll()
+		}
 	}
-	if err := w.DB.InsertWebhookEvent(ctx, e); err != nil {
+	select {
+	case err := <-p.done:
+		return err
+	case <-ctx.Done():
+		// The event may still be stored; Jira retries what it sees fail,
+		// and processing is idempotent.
+		return ctx.Err()
+	}
+}
+
+// flushOnce stores the queued events (up to maxEventBatch) and tells their
+// callers; it reports whether more are queued, or else ends the flushing.
+func (w *Webhooks) flushOnce() bool {
+	w.mu.Lock()
+	n := min(len(w.queue), maxEventBatch)
+	batch := w.queue[:n:n]
+	w.queue = w.queue[n:]
+	w.mu.Unlock()
+
+	ctx, cancel := context.WithTimeout(context.Background(), flushTimeout)
+	err := w.insert(ctx, batch)
+	cancel()
+	for _, p := range batch {
+		p.done <- err
+	}
+
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if len(w.queue) == 0 {
+		w.queue = nil
+		w.flushing = false
+		return false
+	}
+	return true
+}
+
+func (w *Webhooks) flushAll() {
+	for w.flushOnce() {
+	}
+}
+
+// insert writes a batch of events and schedules their processing. A
+// failure to schedule leaves them pending; the periodic sweep of pending
+// events picks them up.
+func (w *Webhooks) insert(ctx context.Context, batch []*pendingEvent) error {
+	events := make([]*store.WebhookEvent, len(batch))
+	for i, p := range batch {
+		events[i] = p.e
+	}
+	if err := w.DB.InsertWebhookEvents(ctx, events); err != nil {
 		return err
 	}
-	if w.Enqueue != nil {
-		// A failure here leaves the row pending; the periodic sweep of
-		// pending events picks it up.
-		_ = w.Enqueue(ctx, e.ID)
+	ids := make([]int64, len(events))
+	for i, e := range events {
+		ids[i] = e.ID
+	}
+	switch {
+	case w.EnqueueMany != nil:
+		_ = w.EnqueueMany(ctx, ids)
+	case w.Enqueue != nil:
+		for _, id := range ids {
+			_ = w.Enqueue(ctx, id)
+		}
 	}
 	return nil
 }

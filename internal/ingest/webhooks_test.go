@@ -2,6 +2,8 @@ package ingest
 
 import (
 	"context"
+	"fmt"
+	"sync"
 	"testing"
 	"time"
 
@@ -13,12 +15,15 @@ import (
 // fakeLinks answers from a map, as the lifecycle directory answers from
 // memory.
 type fakeLinks struct {
+	mu    sync.Mutex
 	ids   map[string]string
 	err   error
 	calls int
 }
 
 func (f *fakeLinks) LinkedIntegration(_ context.Context, clientKey string) (string, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
 	f.calls++
 	return f.ids[clientKey], f.err
 }
@@ -87,28 +92,36 @@ func TestAcceptFollowsLinks(t *testing.T) {
 	})
 }
 
-// TestAcceptEnqueuesInItsTransaction: with EnqueueTx the job is scheduled
-// inside the transaction that stores the event (it sees the row), and a
-// failure to schedule stores nothing and is an error, so Jira retries
-// rather than an event waiting for the periodic sweep.
-func TestAcceptEnqueuesInItsTransaction(t *testing.T) {
+// TestAcceptGroupCommit: webhooks arriving while a batch is being written
+// are stored together by the next one, each acknowledged only once its row
+// is committed; every event is stored and enqueued exactly once; a failed
+// insert is every waiting caller's error (Jira retries) and stores nothing.
+func TestAcceptGroupCommit(t *testing.T) {
 	storetest.ForEach(t, func(t *testing.T, db *store.DB) {
 		ctx := context.Background()
 		if err := db.UpsertInstallation(ctx, &store.Installation{ClientKey: "linked", BaseURL: "https://linked.atlassian.net", State: "installed"}); err != nil {
 			t.Fatal(err)
 		}
-		var fail error
-		var seen []int64
+		var mu sync.Mutex
+		var batches [][]int64
+		release := make(chan struct{})
 		w := &Webhooks{DB: db, Now: time.Now, Links: &fakeLinks{ids: map[string]string{"linked": "i1"}},
-			Enqueue: func(context.Context, int64) error { t.Error("Enqueue called although EnqueueTx is set"); return nil },
-			EnqueueTx: func(ctx context.Context, tx *store.DB, id int64) error {
-				if _, err := tx.GetWebhookEvent(ctx, id); err != nil {
-					t.Errorf("the event is not visible to its transaction: %v", err)
+			Enqueue: func(context.Context, int64) error { t.Error("Enqueue called although EnqueueMany is set"); return nil },
+			EnqueueMany: func(ctx context.Context, ids []int64) error {
+				for _, id := range ids {
+					if _, err := db.GetWebhookEvent(ctx, id); err != nil {
+						t.Errorf("event %d enqueued before it was stored: %v", id, err)
+					}
 				}
-				seen = append(seen, id)
-				return fail
+				mu.Lock()
+				batches = append(batches, ids)
+				first := len(batches) == 1
+				mu.Unlock()
+				if first {
+					<-release // hold the first batch while others arrive
+				}
+				return nil
 			}}
-		body := []byte(`{"webhookEvent":"jira:issue_updated","issue":{"id":"10001","key":"ACME-1"}}`)
 		count := func() int64 {
 			t.Helper()
 			var n int64
@@ -117,15 +130,65 @@ func TestAcceptEnqueuesInItsTransaction(t *testing.T) {
 			}
 			return n
 		}
-		if err := w.Accept(ctx, "linked", body); err != nil || len(seen) != 1 || count() != 1 {
-			t.Fatalf("Accept = %v with %d enqueued and %d stored, want nil, 1, 1", err, len(seen), count())
+		const n = 40
+		errs := make(chan error, n)
+		accept := func(i int) {
+			errs <- w.Accept(ctx, "linked", []byte(fmt.Sprintf(`{"webhookEvent":"jira:issue_updated","issue":{"id":"%d","key":"ACME-%d"}}`, 10001+i, i+1)))
 		}
-		fail = apperr.New(apperr.Unavailable, "queue is unavailable")
-		if err := w.Accept(ctx, "linked", body); apperr.CodeOf(err) != apperr.Unavailable {
-			t.Errorf("enqueue failing: %v, want the failure", err)
+		go accept(0)
+		for { // the first batch is being written
+			mu.Lock()
+			started := len(batches) == 1
+			mu.Unlock()
+			if started {
+				break
+			}
+			time.Sleep(time.Millisecond)
 		}
-		if n := count(); n != 1 {
-			t.Errorf("enqueue failing: %d events stored, want still 1 (rolled back)", n)
+		for i := 1; i < n; i++ {
+			go accept(i)
+		}
+		time.Sleep(50 * time.Millisecond) // let them queue behind it
+		select {
+		case err := <-errs:
+			t.Fatalf("a webhook was acknowledged (%v) before its batch was written", err)
+		default:
+		}
+		close(release)
+		for range n {
+			if err := <-errs; err != nil {
+				t.Fatal(err)
+			}
+		}
+		seen := map[int64]bool{}
+		for _, b := range batches {
+			for _, id := range b {
+				if seen[id] {
+					t.Errorf("event %d enqueued twice", id)
+				}
+				seen[id] = true
+			}
+		}
+		if got := count(); got != n || len(seen) != n {
+			t.Fatalf("%d stored and %d enqueued, want %d and %d", got, len(seen), n, n)
+		}
+		if len(batches) > 3 {
+			t.Errorf("%d batches for %d webhooks that arrived during one write, want them grouped (at most 3)", len(batches), n)
+		}
+
+		// The table unwritable: every waiting caller gets the error.
+		storetest.Exec(t, db, "ALTER TABLE webhook_events RENAME TO webhook_events_away")
+		for i := range 5 {
+			go accept(n + i)
+		}
+		for range 5 {
+			if err := <-errs; err == nil {
+				t.Error("a webhook was acknowledged although nothing could be stored")
+			}
+		}
+		storetest.Exec(t, db, "ALTER TABLE webhook_events_away RENAME TO webhook_events")
+		if got := count(); got != n {
+			t.Errorf("%d stored after the failures, want still %d", got, n)
 		}
 	})
 }

@@ -412,6 +412,18 @@ func (j *Jobs) EnqueueWebhook(ctx context.Context, eventID int64) error {
 	return nil
 }
 
+// EnqueueWebhooks is EnqueueWebhook for several events in one insert.
+func (j *Jobs) EnqueueWebhooks(ctx context.Context, eventIDs []int64) error {
+	params := make([]river.InsertManyParams, len(eventIDs))
+	for i, id := range eventIDs {
+		params[i] = river.InsertManyParams{Args: WebhookArgs{EventID: id}}
+	}
+	if _, err := j.client.InsertMany(ctx, params); err != nil {
+		return apperr.Wrap(err, apperr.Internal, "cannot enqueue webhooks")
+	}
+	return nil
+}
+
 // EnqueueWebhookTx is EnqueueWebhook inside the caller's store transaction
 // (a handle from store.DB.Tx), typically the one storing the event: the job
 // is committed, or rolled back, with it.

@@ -331,14 +331,22 @@ func TestWebhooks(t *testing.T) {
 		}
 		j := newJobs(t, db, testConfig(t), d)
 		ctx := context.Background()
-		for id := int64(1); id <= 20; id++ {
+		for id := int64(1); id <= 10; id++ {
 			if err := j.EnqueueWebhook(ctx, id); err != nil {
 				t.Fatal(err)
 			}
 		}
+		// Several at once (a batch of stored webhooks), one of them
+		// already enqueued.
+		if err := j.EnqueueWebhooks(ctx, []int64{10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20}); err != nil {
+			t.Fatal(err)
+		}
 		// A pending event enqueued again (the sweep) is not duplicated.
 		if err := j.EnqueueWebhook(ctx, 1); err != nil {
 			t.Fatal(err)
+		}
+		if n := len(jobsOf(t, j, "webhook")); n != 20 {
+			t.Fatalf("%d webhook jobs for 20 events", n)
 		}
 		for _, job := range jobsOf(t, j, "webhook") {
 			if job.Priority != 1 || job.Queue != QueueDefault {
@@ -358,8 +366,10 @@ func TestWebhooks(t *testing.T) {
 			}
 			return true
 		})
-		if n := d.webhooks.Count(1); n != 1 {
-			t.Errorf("event 1 processed %d times", n)
+		for _, id := range []int64{1, 10} {
+			if n := d.webhooks.Count(id); n != 1 {
+				t.Errorf("event %d processed %d times", id, n)
+			}
 		}
 	})
 }

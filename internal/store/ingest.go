@@ -674,6 +674,15 @@ func (d *DB) InsertWebhookEvent(ctx context.Context, e *WebhookEvent) error {
 	return mapError(d.Gorm.WithContext(ctx).Create(e).Error, "webhook event")
 }
 
+// InsertWebhookEvents records several received webhooks in one statement
+// and sets their ids.
+func (d *DB) InsertWebhookEvents(ctx context.Context, events []*WebhookEvent) error {
+	for _, e := range events {
+		e.ReceivedAt = normTime(e.ReceivedAt)
+	}
+	return mapError(d.Gorm.WithContext(ctx).CreateInBatches(events, insertBatch).Error, "webhook events")
+}
+
 // GetWebhookEvent returns one event or NotFound.
 func (d *DB) GetWebhookEvent(ctx context.Context, id int64) (*WebhookEvent, error) {
 	var e WebhookEvent
