@@ -235,12 +235,26 @@ func (w *Webhooks) ProcessWebhook(ctx context.Context, eventID int64) error {
 	if e.ProcessedAt != nil {
 		return nil // a duplicate job
 	}
+	began := w.Now()
 	perr := w.process(ctx, e)
 	if err := w.DB.FinishWebhookEvent(context.WithoutCancel(ctx), e.ID, w.Now(), perr); err != nil {
 		return err
 	}
+	if perr == nil && e.IssueID != nil {
+		// The issue was read from Jira after every notification about it
+		// received before began: those are answered too, and their jobs
+		// find them processed (a burst of edits costs one read, not one
+		// per notification). The margin covers clocks of other replicas
+		// that received them; a notification inside it keeps its own job.
+		// Best effort: a failure leaves them to their own jobs.
+		_, _ = w.DB.FinishWebhookEventsFor(context.WithoutCancel(ctx), e.ClientKey, *e.IssueID, began.Add(-coalesceMargin), w.Now())
+	}
 	return perr
 }
+
+// coalesceMargin is how much older than a read of an issue a notification
+// must be for that read to answer it.
+const coalesceMargin = 2 * time.Second
 
 func (w *Webhooks) process(ctx context.Context, e *store.WebhookEvent) error {
 	if e.IssueID == nil {

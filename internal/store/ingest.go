@@ -683,6 +683,16 @@ func (d *DB) InsertWebhookEvents(ctx context.Context, events []*WebhookEvent) er
 	return mapError(d.Gorm.WithContext(ctx).CreateInBatches(events, insertBatch).Error, "webhook events")
 }
 
+// FinishWebhookEventsFor marks as processed, at at, the site's pending
+// events about the issue received at or before receivedBy: a read of the
+// issue that began after they arrived answers them. It returns how many.
+func (d *DB) FinishWebhookEventsFor(ctx context.Context, clientKey string, issueID int64, receivedBy, at time.Time) (int64, error) {
+	res := d.Gorm.WithContext(ctx).Model(&WebhookEvent{}).
+		Where("client_key = ? AND issue_id = ? AND processed_at IS NULL AND received_at <= ?", clientKey, issueID, normTime(receivedBy)).
+		Updates(map[string]any{"processed_at": normTime(at), "error": nil})
+	return res.RowsAffected, mapError(res.Error, "webhook events")
+}
+
 // GetWebhookEvent returns one event or NotFound.
 func (d *DB) GetWebhookEvent(ctx context.Context, id int64) (*WebhookEvent, error) {
 	var e WebhookEvent

@@ -1,0 +1,93 @@
+package ingest_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/sei-io/jira-connect/internal/ingest"
+	"github.com/sei-io/jira-connect/internal/jira"
+	"github.com/sei-io/jira-connect/internal/jirasim"
+	"github.com/sei-io/jira-connect/internal/store"
+	"github.com/sei-io/jira-connect/internal/store/storetest"
+)
+
+// TestWebhookReadAnswersOlderNotifications: processing a notification
+// reads the issue from Jira once and marks the site's other pending
+// notifications about that issue, received before the read began, as
+// processed, so their jobs cost no Jira call; a notification received
+// since (within the margin), or about another issue, keeps its own.
+func TestWebhookReadAnswersOlderNotifications(t *testing.T) {
+	s := jirasim.NewCloudSite()
+	t.Cleanup(s.Close)
+	spec := jirasim.DefaultGenSpec(30)
+	spec.LongTailShare = 0
+	if err := s.Generate(5, spec); err != nil {
+		t.Fatal(err)
+	}
+	s.AddBasicUser("557058:sei-bot", "SEI Bot", "sei.bot@example.com", "api-token-1")
+	gt := s.GroundTruth()
+	x, y := gt.Issues[0].ID, gt.Issues[1].ID
+	storetest.ForEach(t, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		it := newIntegration(t, db, "jira_cloud_api_token")
+		if err := db.UpsertInstallation(ctx, &store.Installation{ClientKey: "site-1", BaseURL: s.BaseURL, State: "installed"}); err != nil {
+			t.Fatal(err)
+		}
+		storetest.Exec(t, db, "UPDATE integrations SET client_key = ? WHERE id = ?", "site-1", it.ID)
+		c := client(t, s.BaseURL, jira.Basic{Username: "sei.bot@example.com", Password: "api-token-1"})
+		w := &ingest.Webhooks{DB: db, Now: time.Now,
+			Sources: func(context.Context, *store.Integration) (ingest.Source, error) { return ingest.NewCloudTokenSource(c), nil }}
+		now := time.Now()
+		event := func(issue int64, received time.Time) int64 {
+			t.Helper()
+			e := &store.WebhookEvent{ClientKey: "site-1", Event: "jira:issue_updated", IssueID: &issue, ReceivedAt: received}
+			if err := db.InsertWebhookEvent(ctx, e); err != nil {
+				t.Fatal(err)
+			}
+			return e.ID
+		}
+		first := event(x, now.Add(-time.Minute))
+		older := []int64{event(x, now.Add(-50*time.Second)), event(x, now.Add(-40*time.Second))}
+		recent := event(x, now.Add(time.Second)) // received as the read begins: inside the margin
+		other := event(y, now.Add(-time.Minute))
+
+		searches := func() int { return s.RequestCounts()["/rest/api/3/search/jql"] }
+		before := searches()
+		if err := w.ProcessWebhook(ctx, first); err != nil {
+			t.Fatal(err)
+		}
+		if n := searches() - before; n != 1 {
+			t.Errorf("processing one notification searched %d times, want 1", n)
+		}
+		processed := func(id int64) bool {
+			t.Helper()
+			e, err := db.GetWebhookEvent(ctx, id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return e.ProcessedAt != nil
+		}
+		for _, id := range append([]int64{first}, older...) {
+			if !processed(id) {
+				t.Errorf("event %d about the issue, received before the read, is still pending", id)
+			}
+		}
+		if processed(recent) || processed(other) {
+			t.Errorf("processed: recent %v, other issue %v; want both pending", processed(recent), processed(other))
+		}
+		// Their jobs find them answered: no Jira call.
+		before = searches()
+		for _, id := range older {
+			if err := w.ProcessWebhook(ctx, id); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if n := searches() - before; n != 0 {
+			t.Errorf("answered notifications searched Jira %d times", n)
+		}
+		if err := w.ProcessWebhook(ctx, other); err != nil || !processed(other) {
+			t.Errorf("the other issue's notification: %v, processed %v", err, processed(other))
+		}
+	})
+}
