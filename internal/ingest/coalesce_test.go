@@ -37,7 +37,9 @@ func TestWebhookReadAnswersOlderNotifications(t *testing.T) {
 		storetest.Exec(t, db, "UPDATE integrations SET client_key = ? WHERE id = ?", "site-1", it.ID)
 		c := client(t, s.BaseURL, jira.Basic{Username: "sei.bot@example.com", Password: "api-token-1"})
 		w := &ingest.Webhooks{DB: db, Now: time.Now,
-			Sources: func(context.Context, *store.Integration) (ingest.Source, error) { return ingest.NewCloudTokenSource(c), nil }}
+			Sources: func(context.Context, *store.Integration) (ingest.Source, error) {
+				return ingest.NewCloudTokenSource(c), nil
+			}}
 		now := time.Now()
 		event := func(issue int64, received time.Time) int64 {
 			t.Helper()
