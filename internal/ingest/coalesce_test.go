@@ -16,7 +16,8 @@ import (
 // reads the issue from Jira once and marks the site's other pending
 // notifications about that issue, received before the read began, as
 // processed, so their jobs cost no Jira call; a notification received
-// since (within the margin), or about another issue, keeps its own.
+// since (within the margin), or about another issue, keeps its own. The
+// site's field list is read once, not per notification.
 func TestWebhookReadAnswersOlderNotifications(t *testing.T) {
 	s := jirasim.NewCloudSite()
 	t.Cleanup(s.Close)
@@ -88,8 +89,13 @@ func TestWebhookReadAnswersOlderNotifications(t *testing.T) {
 		if n := searches() - before; n != 0 {
 			t.Errorf("answered notifications searched Jira %d times", n)
 		}
+		fieldLists := func() int { return s.RequestCounts()["/rest/api/3/field"] }
+		beforeFields := fieldLists()
 		if err := w.ProcessWebhook(ctx, other); err != nil || !processed(other) {
 			t.Errorf("the other issue's notification: %v, processed %v", err, processed(other))
+		}
+		if n := fieldLists() - beforeFields; n != 0 {
+			t.Errorf("the site's field list was read %d more times, want it cached", n)
 		}
 	})
 }

@@ -81,11 +81,13 @@ type Webhooks struct {
 	// Enqueue).
 	EnqueueMany func(ctx context.Context, eventIDs []int64) error
 
+	mu sync.Mutex // guards what follows
 	// Group commit (see store): the events waiting to be stored, and
 	// whether a flusher is storing them.
-	mu       sync.Mutex
 	queue    []*pendingEvent
 	flushing bool
+	// metas caches each integration's field list (see fieldMeta).
+	metas map[string]cachedMeta
 }
 
 // pendingEvent is an accepted notification waiting for its batch.
@@ -271,7 +273,44 @@ func (w *Webhooks) process(ctx context.Context, e *store.WebhookEvent) error {
 	if err != nil {
 		return err
 	}
-	return RefreshIssues(ctx, w.DB, src, it, []int64{*e.IssueID}, w.Now)
+	meta, err := w.fieldMeta(ctx, it.ID, src)
+	if err != nil {
+		return err
+	}
+	return refreshIssues(ctx, w.DB, src, it, meta, []int64{*e.IssueID}, w.Now)
+}
+
+// fieldMetaTTL is how long a site's field list serves webhook processing.
+// Field ids (sprint, story points) are fixed once created; a new one is
+// seen within the TTL, and by every sync, which reads the list itself.
+const fieldMetaTTL = 10 * time.Minute
+
+type cachedMeta struct {
+	meta FieldMeta
+	at   time.Time
+}
+
+// fieldMeta is the site's field list, read from Jira at most once per
+// fieldMetaTTL per integration rather than once per notification (which
+// doubled the Jira calls webhooks cost, against the site's rate limit).
+func (w *Webhooks) fieldMeta(ctx context.Context, integrationID string, src Source) (FieldMeta, error) {
+	w.mu.Lock()
+	c, ok := w.metas[integrationID]
+	w.mu.Unlock()
+	if ok && w.Now().Sub(c.at) < fieldMetaTTL {
+		return c.meta, nil
+	}
+	meta, err := src.Fields(ctx)
+	if err != nil {
+		return FieldMeta{}, err
+	}
+	w.mu.Lock()
+	if w.metas == nil {
+		w.metas = map[string]cachedMeta{}
+	}
+	w.metas[integrationID] = cachedMeta{meta, w.Now()}
+	w.mu.Unlock()
+	return meta, nil
 }
 
 // noSuchIssue recognises Jira's 400 for JQL that names a missing issue.
@@ -291,13 +330,18 @@ func noSuchIssue(err error) bool {
 // RefreshIssues re-reads issues by id and writes what Jira returns;
 // issues Jira no longer returns are deleted.
 func RefreshIssues(ctx context.Context, db *store.DB, src Source, it *store.Integration, ids []int64, now func() time.Time) error {
-	loc, err := time.LoadLocation(it.Timezone)
-	if err != nil {
-		loc = time.UTC
-	}
 	meta, err := src.Fields(ctx)
 	if err != nil {
 		return err
+	}
+	return refreshIssues(ctx, db, src, it, meta, ids, now)
+}
+
+// refreshIssues is RefreshIssues with the site's field list at hand.
+func refreshIssues(ctx context.Context, db *store.DB, src Source, it *store.Integration, meta FieldMeta, ids []int64, now func() time.Time) error {
+	loc, err := time.LoadLocation(it.Timezone)
+	if err != nil {
+		loc = time.UTC
 	}
 	s := &Syncer{DB: db, Sources: func(context.Context, *store.Integration) (Source, error) { return src, nil }, Now: now}
 	s.defaults()
@@ -324,7 +368,7 @@ func RefreshIssues(ctx context.Context, db *store.DB, src Source, it *store.Inte
 		// app may not see) instead of returning nothing: it is gone.
 	case noSuchIssue(err):
 		for _, id := range ids { // find which one, one by one
-			if err := RefreshIssues(ctx, db, src, it, []int64{id}, now); err != nil {
+			if err := refreshIssues(ctx, db, src, it, meta, []int64{id}, now); err != nil {
 				return err
 			}
 		}
