@@ -99,3 +99,59 @@ func TestWebhookReadAnswersOlderNotifications(t *testing.T) {
 		}
 	})
 }
+
+// TestWebhookLooksUpOnlyItsIssuesUsers: processing a notification writes
+// the users its issue names and looks for nothing else; finding users the
+// stored data references but jira_users lacks reads all the integration's
+// issues and children, which is a sync's work, not every webhook's.
+func TestWebhookLooksUpOnlyItsIssuesUsers(t *testing.T) {
+	s := jirasim.NewCloudSite()
+	t.Cleanup(s.Close)
+	spec := jirasim.DefaultGenSpec(10)
+	spec.LongTailShare = 0
+	if err := s.Generate(6, spec); err != nil {
+		t.Fatal(err)
+	}
+	s.AddBasicUser("557058:sei-bot", "SEI Bot", "sei.bot@example.com", "api-token-1")
+	issue := s.GroundTruth().Issues[0].ID
+	storetest.ForEach(t, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		it := newIntegration(t, db, "jira_cloud_api_token")
+		if err := db.UpsertInstallation(ctx, &store.Installation{ClientKey: "site-1", BaseURL: s.BaseURL, State: "installed"}); err != nil {
+			t.Fatal(err)
+		}
+		storetest.Exec(t, db, "UPDATE integrations SET client_key = ? WHERE id = ?", "site-1", it.ID)
+		// A stored issue naming a user jira_users does not have.
+		ghost := "557058:ghost"
+		now := time.Now().UTC()
+		if _, err := db.WriteIssues(ctx, it.ID, &store.IssueBatch{Issues: []store.JiraIssue{{IntegrationID: it.ID, IssueID: 999999, Key: "OLD-1",
+			ProjectKey: "OLD", AssigneeAccountID: &ghost, Created: now, Updated: now, SyncedAt: now, Components: "[]", Labels: "[]",
+			FixVersions: "[]", Fields: "{}"}}}, nil); err != nil {
+			t.Fatal(err)
+		}
+		c := client(t, s.BaseURL, jira.Basic{Username: "sei.bot@example.com", Password: "api-token-1"})
+		w := &ingest.Webhooks{DB: db, Now: time.Now,
+			Sources: func(context.Context, *store.Integration) (ingest.Source, error) {
+				return ingest.NewCloudTokenSource(c), nil
+			}}
+		e := &store.WebhookEvent{ClientKey: "site-1", Event: "jira:issue_updated", IssueID: &issue, ReceivedAt: now}
+		if err := db.InsertWebhookEvent(ctx, e); err != nil {
+			t.Fatal(err)
+		}
+		if err := w.ProcessWebhook(ctx, e.ID); err != nil {
+			t.Fatal(err)
+		}
+		users, err := db.ListUsers(ctx, it.ID, "", 100)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(users) == 0 {
+			t.Error("the issue's users were not written")
+		}
+		for _, u := range users {
+			if u.AccountID == ghost {
+				t.Error("a user of another stored issue was looked up and written")
+			}
+		}
+	})
+}

@@ -117,6 +117,11 @@ type run struct {
 	users *userSet
 	mu    sync.Mutex    // guards rec counters
 	ahead chan struct{} // tokens for pages read ahead (Syncer.ReadAhead); nil: no limit
+	// findMissingUsers makes writeUsers also look for users the stored
+	// data references but jira_users lacks: a sync's job (a resumed one
+	// did not see the pages before its checkpoint), not a webhook's (the
+	// query reads all the integration's issues and children).
+	findMissingUsers bool
 }
 
 // Sync runs a sync of the integration. "full" re-reads everything (resuming
@@ -139,7 +144,7 @@ func (s *Syncer) Sync(ctx context.Context, integrationID, mode string) (err erro
 	if _, ok := cps[cpIncremental]; !ok || cps[cpPlan] != "" {
 		mode = ModeFull // never synced, or a full sync to finish
 	}
-	r := &run{s: s, it: it, users: newUserSet(), ahead: make(chan struct{}, s.ReadAhead),
+	r := &run{s: s, it: it, users: newUserSet(), ahead: make(chan struct{}, s.ReadAhead), findMissingUsers: true,
 		rec: store.SyncRun{ID: uuid.Must(uuid.NewV7()).String(), IntegrationID: it.ID, Mode: mode, State: StateRunning, StartedAt: s.Now().UTC()}}
 	// One sync per integration runs at a time, so any run still marked
 	// running died with its process: say so instead of "running" forever.
@@ -642,7 +647,7 @@ func (r *run) writeUsers(ctx context.Context) error {
 	// Users referenced by stored data but never written: a run that resumed
 	// from checkpoints did not see the pages before them. Jira embeds no
 	// details for them here, so they are looked up in bulk below.
-	for after := ""; ; {
+	for after := ""; r.findMissingUsers; {
 		missing, err := r.s.DB.MissingUserIDs(ctx, r.it.ID, after, 10000)
 		if err != nil {
 			return err
