@@ -12,6 +12,43 @@ import (
 	"github.com/sei-io/jira-connect/internal/store/storetest"
 )
 
+// webhookSite is a simulated Cloud site reached with an API token, and a
+// database where an integration is linked to it as "site-1".
+type webhookSite struct {
+	w  *ingest.Webhooks
+	it *store.Integration
+}
+
+func newWebhookSite(t *testing.T, db *store.DB, sim *jirasim.Site) *webhookSite {
+	t.Helper()
+	ctx := context.Background()
+	it := newIntegration(t, db, "jira_cloud_api_token")
+	if err := db.UpsertInstallation(ctx, &store.Installation{ClientKey: "site-1", BaseURL: sim.BaseURL, State: "installed"}); err != nil {
+		t.Fatal(err)
+	}
+	storetest.Exec(t, db, "UPDATE integrations SET client_key = ? WHERE id = ?", "site-1", it.ID)
+	c := client(t, sim.BaseURL, jira.Basic{Username: "sei.bot@example.com", Password: "api-token-1"})
+	w := &ingest.Webhooks{DB: db, Now: time.Now,
+		Sources: func(context.Context, *store.Integration) (ingest.Source, error) {
+			return ingest.NewCloudTokenSource(c), nil
+		}}
+	return &webhookSite{w: w, it: it}
+}
+
+// newSimSite generates a small site the SEI bot may read.
+func newSimSite(t *testing.T, issues int, seed int64) *jirasim.Site {
+	t.Helper()
+	s := jirasim.NewCloudSite()
+	t.Cleanup(s.Close)
+	spec := jirasim.DefaultGenSpec(issues)
+	spec.LongTailShare = 0
+	if err := s.Generate(seed, spec); err != nil {
+		t.Fatal(err)
+	}
+	s.AddBasicUser("557058:sei-bot", "SEI Bot", "sei.bot@example.com", "api-token-1")
+	return s
+}
+
 // TestWebhookReadAnswersOlderNotifications: processing a notification
 // reads the issue from Jira once and marks the site's other pending
 // notifications about that issue, received before the read began, as
@@ -19,28 +56,12 @@ import (
 // since (within the margin), or about another issue, keeps its own. The
 // site's field list is read once, not per notification.
 func TestWebhookReadAnswersOlderNotifications(t *testing.T) {
-	s := jirasim.NewCloudSite()
-	t.Cleanup(s.Close)
-	spec := jirasim.DefaultGenSpec(30)
-	spec.LongTailShare = 0
-	if err := s.Generate(5, spec); err != nil {
-		t.Fatal(err)
-	}
-	s.AddBasicUser("557058:sei-bot", "SEI Bot", "sei.bot@example.com", "api-token-1")
+	s := newSimSite(t, 30, 5)
 	gt := s.GroundTruth()
 	x, y := gt.Issues[0].ID, gt.Issues[1].ID
 	storetest.ForEach(t, func(t *testing.T, db *store.DB) {
 		ctx := context.Background()
-		it := newIntegration(t, db, "jira_cloud_api_token")
-		if err := db.UpsertInstallation(ctx, &store.Installation{ClientKey: "site-1", BaseURL: s.BaseURL, State: "installed"}); err != nil {
-			t.Fatal(err)
-		}
-		storetest.Exec(t, db, "UPDATE integrations SET client_key = ? WHERE id = ?", "site-1", it.ID)
-		c := client(t, s.BaseURL, jira.Basic{Username: "sei.bot@example.com", Password: "api-token-1"})
-		w := &ingest.Webhooks{DB: db, Now: time.Now,
-			Sources: func(context.Context, *store.Integration) (ingest.Source, error) {
-				return ingest.NewCloudTokenSource(c), nil
-			}}
+		w := newWebhookSite(t, db, s).w
 		now := time.Now()
 		event := func(issue int64, received time.Time) int64 {
 			t.Helper()
@@ -105,22 +126,12 @@ func TestWebhookReadAnswersOlderNotifications(t *testing.T) {
 // stored data references but jira_users lacks reads all the integration's
 // issues and children, which is a sync's work, not every webhook's.
 func TestWebhookLooksUpOnlyItsIssuesUsers(t *testing.T) {
-	s := jirasim.NewCloudSite()
-	t.Cleanup(s.Close)
-	spec := jirasim.DefaultGenSpec(10)
-	spec.LongTailShare = 0
-	if err := s.Generate(6, spec); err != nil {
-		t.Fatal(err)
-	}
-	s.AddBasicUser("557058:sei-bot", "SEI Bot", "sei.bot@example.com", "api-token-1")
+	s := newSimSite(t, 10, 6)
 	issue := s.GroundTruth().Issues[0].ID
 	storetest.ForEach(t, func(t *testing.T, db *store.DB) {
 		ctx := context.Background()
-		it := newIntegration(t, db, "jira_cloud_api_token")
-		if err := db.UpsertInstallation(ctx, &store.Installation{ClientKey: "site-1", BaseURL: s.BaseURL, State: "installed"}); err != nil {
-			t.Fatal(err)
-		}
-		storetest.Exec(t, db, "UPDATE integrations SET client_key = ? WHERE id = ?", "site-1", it.ID)
+		ws := newWebhookSite(t, db, s)
+		it, w := ws.it, ws.w
 		// A stored issue naming a user jira_users does not have.
 		ghost := "557058:ghost"
 		now := time.Now().UTC()
@@ -129,11 +140,6 @@ func TestWebhookLooksUpOnlyItsIssuesUsers(t *testing.T) {
 			FixVersions: "[]", Fields: "{}"}}}, nil); err != nil {
 			t.Fatal(err)
 		}
-		c := client(t, s.BaseURL, jira.Basic{Username: "sei.bot@example.com", Password: "api-token-1"})
-		w := &ingest.Webhooks{DB: db, Now: time.Now,
-			Sources: func(context.Context, *store.Integration) (ingest.Source, error) {
-				return ingest.NewCloudTokenSource(c), nil
-			}}
 		e := &store.WebhookEvent{ClientKey: "site-1", Event: "jira:issue_updated", IssueID: &issue, ReceivedAt: now}
 		if err := db.InsertWebhookEvent(ctx, e); err != nil {
 			t.Fatal(err)

@@ -184,10 +184,8 @@ func (st *store) appendIssue(dst []byte, c genContext, slot int32, sel fieldSel,
 	return o.done()
 }
 
-// embeddedChangelog is the newest max histories, oldest first, with the
+// appendChangelog appends the newest max histories, oldest first, with the
 // total so truncation shows.
-func embeddedChangelog(rec *issueRec, max int) json.RawMessage { return appendChangelog(nil, rec, max) }
-
 func appendChangelog(dst []byte, rec *issueRec, max int) []byte {
 	hs := rec.histories[len(rec.histories)-min(len(rec.histories), max):]
 	o := objAt(dst).num("startAt", 0).num("maxResults", len(hs)).num("total", len(rec.histories))
@@ -196,11 +194,7 @@ func appendChangelog(dst []byte, rec *issueRec, max int) []byte {
 	return o.done()
 }
 
-// embeddedComments is the first max comments with the total.
-func (st *store) embeddedComments(c genContext, slot int32, rec *issueRec, max int) json.RawMessage {
-	return st.appendComments(nil, c, slot, rec, max)
-}
-
+// appendComments appends the first max comments with the total.
 func (st *store) appendComments(dst []byte, c genContext, slot int32, rec *issueRec, max int) []byte {
 	cs := rec.comments[:min(len(rec.comments), max)]
 	o := objAt(dst)
