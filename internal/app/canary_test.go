@@ -92,9 +92,7 @@ func TestCanaryNeverStored(t *testing.T) {
 			h.expect(s.Deliver(ctx, ev))(204)
 		}
 		began = time.Now()
-		if st, out := h.api("POST", "/integrations/"+itID+"/sync", key, map[string]any{"mode": "incremental"}); st != 202 {
-			t.Fatalf("sync: %d %v", st, out)
-		}
+		h.requestSync(key, itID, "incremental")
 		h.waitSync(key, itID, began, time.Minute)
 		deadline := time.Now().Add(30 * time.Second)
 		for {

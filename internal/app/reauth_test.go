@@ -31,21 +31,15 @@ func (h *harness) waitRun(key, itID string, after time.Time, timeout time.Durati
 	return nil
 }
 
-// requestSync asks for a sync until one is queued: the job of the sync
-// before holds the integration's one slot until River records its end, a
-// moment after the run itself was recorded.
-func (h *harness) requestSync(key, itID string) {
+// requestSync asks for a sync and requires it queued: a sync that has
+// recorded its end no longer blocks a new one, even while River has yet to
+// mark its job completed.
+func (h *harness) requestSync(key, itID, mode string) {
 	h.t.Helper()
-	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
-		st, out := h.api("POST", "/integrations/"+itID+"/sync", key, nil)
-		if st != 202 {
-			h.t.Fatalf("sync: %d %v", st, out)
-		}
-		if out["queued"] == true {
-			return
-		}
+	st, out := h.api("POST", "/integrations/"+itID+"/sync", key, map[string]any{"mode": mode})
+	if st != 202 || out["queued"] != true {
+		h.t.Fatalf("sync: %d %v, want 202 and queued", st, out)
 	}
-	h.t.Fatal("no sync queued within 10s")
 }
 
 // waitReason waits for the integration's status reason (the sync's run is
@@ -133,7 +127,7 @@ func TestCloudTokenRevokedThenReauthenticated(t *testing.T) {
 			t.Fatal(err)
 		}
 		began = time.Now()
-		h.requestSync(key, itID)
+		h.requestSync(key, itID, "incremental")
 		h.waitRun(key, itID, began, time.Minute)
 		m := h.waitReason(key, itID, "credentials_rejected", 10*time.Second)
 		sync := m["sync"].(map[string]any)

@@ -184,6 +184,7 @@ type Jobs struct {
 	cfg     Config
 	dialect string
 	log     *slog.Logger
+	db      *store.DB
 
 	syncer       Syncer
 	webhooks     WebhookProcessor
@@ -227,7 +228,7 @@ func New(db *store.DB, cfg Config, s Syncer, w WebhookProcessor, in Integrations
 		return nil, err
 	}
 	cfg = cfg.withDefaults()
-	j := &Jobs{cfg: cfg, dialect: db.Dialect(), log: cfg.Logger, syncer: s, webhooks: w, integrations: in}
+	j := &Jobs{cfg: cfg, dialect: db.Dialect(), log: cfg.Logger, db: db, syncer: s, webhooks: w, integrations: in}
 
 	rc := &river.Config{
 		ID:     cfg.ID,
@@ -375,10 +376,49 @@ func (j *Jobs) EnqueueSync(ctx context.Context, integrationID, mode string) (enq
 		return false, err
 	}
 	res, err := j.client.Insert(ctx, args, nil)
+	// A sync that has recorded its run as finished stays "running" in
+	// River until the worker returns and River's completer (which batches)
+	// marks it completed. A request in that window would be dropped as a
+	// duplicate of a sync that no longer reads anything, so it waits for
+	// the completion, briefly, and tries again.
+	deadline := time.Now().Add(finishingWait)
+	for err == nil && res.UniqueSkippedAsDuplicate && time.Now().Before(deadline) && j.finishing(ctx, integrationID, res.Job) {
+		select {
+		case <-ctx.Done():
+			return false, apperr.Wrap(ctx.Err(), apperr.Unavailable, "cannot enqueue sync")
+		case <-time.After(finishingPoll):
+		}
+		res, err = j.client.Insert(ctx, args, nil)
+	}
 	if err != nil {
 		return false, apperr.Wrap(err, apperr.Internal, "cannot enqueue sync")
 	}
 	return !res.UniqueSkippedAsDuplicate, nil
+}
+
+const (
+	// finishingWait bounds how long EnqueueSync waits for a finished sync's
+	// job to be marked completed (River's completer flushes within tens of
+	// milliseconds; seconds only on an overloaded machine).
+	finishingWait = 3 * time.Second
+	finishingPoll = 20 * time.Millisecond
+	// clockMargin absorbs the difference between the clock that stamped the
+	// job's attempt (River's, or the database's) and the syncer's.
+	clockMargin = time.Second
+)
+
+// finishing reports whether the running job in the way has finished its
+// sync: the integration's newest run started after the job's attempt began
+// and is no longer running.
+func (j *Jobs) finishing(ctx context.Context, integrationID string, job *rivertype.JobRow) bool {
+	if job == nil || job.State != rivertype.JobStateRunning || job.AttemptedAt == nil {
+		return false
+	}
+	run, err := j.db.LatestRun(ctx, integrationID)
+	if err != nil {
+		return false
+	}
+	return run.State != "running" /* sync_runs.state */ && !run.StartedAt.Before(job.AttemptedAt.Add(-clockMargin))
 }
 
 // EnqueueSyncTx is EnqueueSync inside the caller's store transaction (a

@@ -666,3 +666,69 @@ func TestStopReturnsAtDeadline(t *testing.T) {
 		}
 	})
 }
+
+// A sync requested after the running one has recorded its finish, while its
+// job is still "running" in River (the worker has not returned, or River's
+// completer has not flushed), is queued once the job completes instead of
+// being dropped as a duplicate of a sync that reads nothing more. A request
+// while the sync still runs is a duplicate at once.
+func TestSyncRequestedWhileFinishing(t *testing.T) {
+	t.Parallel()
+	storetest.ForEach(t, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		// sync_runs rows need their integration.
+		if err := db.CreateTenant(ctx, &store.Tenant{ID: "t1", Name: "t"}); err != nil {
+			t.Fatal(err)
+		}
+		if err := db.CreateIntegration(ctx, &store.Integration{ID: "int-1", TenantID: "t1", Name: "i", Type: "jira_connect_app",
+			Status: "connected", Tags: []string{}, ExcludedFields: []string{}, Settings: "{}", Timezone: "UTC"}); err != nil {
+			t.Fatal(err)
+		}
+		finish, finished, release := make(chan struct{}), make(chan struct{}), make(chan struct{})
+		d := newDeps()
+		d.syncer.fn = func(ctx context.Context, id, mode string, call int) error {
+			if call != 1 {
+				return nil
+			}
+			run := &store.SyncRun{ID: "run-1", IntegrationID: id, Mode: mode, State: "running", StartedAt: time.Now()}
+			if err := db.StartRun(ctx, run); err != nil {
+				return err
+			}
+			<-finish
+			now := time.Now()
+			run.State, run.FinishedAt = "succeeded", &now
+			if err := db.FinishRun(ctx, run); err != nil {
+				return err
+			}
+			close(finished)
+			<-release // the worker has not returned yet
+			return nil
+		}
+		j := newJobs(t, db, testConfig(t), d)
+		start(t, j)
+		if ok, err := j.EnqueueSync(ctx, "int-1", ModeFull); err != nil || !ok {
+			t.Fatalf("EnqueueSync = %v, %v", ok, err)
+		}
+		waitFor(t, 10*time.Second, "the sync to run", func() bool { return len(d.syncer.CallsFor("int-1")) == 1 })
+
+		began := time.Now()
+		if ok, err := j.EnqueueSync(ctx, "int-1", ModeIncremental); err != nil || ok {
+			t.Fatalf("EnqueueSync while running = %v, %v; want a duplicate", ok, err)
+		}
+		if took := time.Since(began); took > time.Second {
+			t.Errorf("a duplicate of a running sync took %v to answer", took)
+		}
+
+		close(finish)
+		<-finished
+		time.AfterFunc(300*time.Millisecond, func() { close(release) })
+		ok, err := j.EnqueueSync(ctx, "int-1", ModeIncremental)
+		if err != nil || !ok {
+			t.Fatalf("EnqueueSync after the run finished = %v, %v; want queued", ok, err)
+		}
+		recv(t, d.syncer.ch, 10*time.Second, "the first sync")
+		if c := recv(t, d.syncer.ch, 10*time.Second, "the requested sync"); c.Mode != ModeIncremental {
+			t.Fatalf("synced %+v", c)
+		}
+	})
+}
