@@ -302,20 +302,18 @@ func (s *Service) resyncFor(ctx context.Context, it *store.Integration, before, 
 	}
 }
 
-// fullSync has every issue read again. A sync already waiting or running
-// makes the enqueue a no-op, whatever its mode, so the incremental
-// watermark is dropped first: without it the next sync runs full whatever
-// it was asked for (internal/ingest starts over as after a first link).
-// A sync running at that moment writes the watermark back as it goes; then
-// only a full sync asked for by hand (POST …/sync) reads the field for
-// issues that do not change.
+// fullSync has every issue read again. The request is recorded before the
+// enqueue: a sync already waiting or running makes the enqueue a no-op,
+// whatever its mode, and then that sync runs full (waiting) or runs again,
+// full, when it ends (running); see store.RequestFullSync.
 func (s *Service) fullSync(ctx context.Context, it *store.Integration, why string) {
 	if s.Queue == nil || it.Status != "connected" {
 		return
 	}
 	ctx = context.WithoutCancel(ctx)
-	if err := s.DB.DeleteCheckpoints(ctx, it.ID, "incremental"); err != nil {
-		s.log().WarnContext(ctx, "incremental watermark not dropped", "integration_id", it.ID, "reason", why, "error", err.Error())
+	if err := s.DB.RequestFullSync(ctx, it.ID); err != nil {
+		s.log().WarnContext(ctx, "full sync not requested", "integration_id", it.ID, "reason", why, "error", err.Error())
+		return
 	}
 	if _, err := s.Queue.EnqueueSync(ctx, it.ID, "full"); err != nil {
 		s.log().WarnContext(ctx, "full sync not scheduled", "integration_id", it.ID, "reason", why, "error", err.Error())

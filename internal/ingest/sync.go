@@ -122,12 +122,44 @@ type run struct {
 	// did not see the pages before its checkpoint), not a webhook's (the
 	// query reads all the integration's issues and children).
 	findMissingUsers bool
+	// fullWanted is the full-sync request this run serves (the position
+	// of store.CheckpointFullWanted when it started), "" for none.
+	fullWanted string
 }
 
 // Sync runs a sync of the integration. "full" re-reads everything (resuming
 // an interrupted full sync where it stopped); "incremental" reads what
-// changed since the last one, and falls back to full when there was none.
-func (s *Syncer) Sync(ctx context.Context, integrationID, mode string) (err error) {
+// changed since the last one, and falls back to full when there was none
+// or when a full sync was asked for (store.RequestFullSync).
+//
+// A full sync asked for while this one runs is run right after it, in the
+// same call: one sync per integration runs at a time, so the request's own
+// enqueue met this one and was dropped, and without this it would wait for
+// the next scheduled sync (or, when this sync is incremental, be
+// forgotten if this one wrote back the watermark the request dropped).
+func (s *Syncer) Sync(ctx context.Context, integrationID, mode string) error {
+	for again := 0; ; again++ {
+		if err := s.syncOnce(ctx, integrationID, mode); err != nil {
+			return err
+		}
+		if again == maxRunsAgain {
+			return nil // the next sync serves what is still asked for
+		}
+		cps, err := s.DB.Checkpoints(ctx, integrationID)
+		if err != nil {
+			return err
+		}
+		if cps[store.CheckpointFullWanted] == "" {
+			return nil
+		}
+	}
+}
+
+// maxRunsAgain bounds the full syncs one Sync call runs for requests made
+// while it ran.
+const maxRunsAgain = 2
+
+func (s *Syncer) syncOnce(ctx context.Context, integrationID, mode string) (err error) {
 	s.defaults()
 	it, err := s.DB.GetIntegrationByID(ctx, integrationID)
 	if err != nil {
@@ -141,10 +173,11 @@ func (s *Syncer) Sync(ctx context.Context, integrationID, mode string) (err erro
 	if err != nil {
 		return err
 	}
-	if _, ok := cps[cpIncremental]; !ok || cps[cpPlan] != "" {
-		mode = ModeFull // never synced, or a full sync to finish
+	wanted := cps[store.CheckpointFullWanted]
+	if _, ok := cps[cpIncremental]; !ok || cps[cpPlan] != "" || wanted != "" {
+		mode = ModeFull // never synced, a full sync to finish, or one asked for
 	}
-	r := &run{s: s, it: it, users: newUserSet(), ahead: make(chan struct{}, s.ReadAhead), findMissingUsers: true,
+	r := &run{s: s, it: it, users: newUserSet(), ahead: make(chan struct{}, s.ReadAhead), findMissingUsers: true, fullWanted: wanted,
 		rec: store.SyncRun{ID: uuid.Must(uuid.NewV7()).String(), IntegrationID: it.ID, Mode: mode, State: StateRunning, StartedAt: s.Now().UTC()}}
 	// One sync per integration runs at a time, so any run still marked
 	// running died with its process: say so instead of "running" forever.
@@ -259,11 +292,22 @@ func indexes(n int) []int {
 
 func (r *run) full(ctx context.Context, projects []string, cps map[string]string) error {
 	var pl plan
-	if raw := cps[cpPlan]; raw != "" {
-		if err := json.Unmarshal([]byte(raw), &pl); err != nil {
+	resume := cps[cpPlan] != ""
+	if resume {
+		if err := json.Unmarshal([]byte(cps[cpPlan]), &pl); err != nil {
 			return apperr.Wrap(err, apperr.Internal, "unreadable sync plan")
 		}
-	} else {
+		// A full sync asked for after the interrupted one began: the
+		// partitions it finished were read before the request, so start
+		// over.
+		if at, ok := store.FullSyncWantedSince(r.fullWanted); ok && at.After(pl.StartedAt) {
+			if err := r.s.DB.DeleteCheckpoints(ctx, r.it.ID, cpFullPrefix); err != nil {
+				return err
+			}
+			pl, cps, resume = plan{}, map[string]string{}, false
+		}
+	}
+	if !resume {
 		pl.StartedAt = r.s.Now().UTC()
 		byProject := make([][]partition, len(projects)) // in project order, however the listing interleaves
 		if err := r.visibleIDs(ctx, projects, func(pi int, ids []int64) {
@@ -307,7 +351,13 @@ func (r *run) full(ctx context.Context, projects []string, cps map[string]string
 		Position: strconv.FormatInt(pl.StartedAt.UnixMilli(), 10)}); err != nil {
 		return err
 	}
-	return r.s.DB.DeleteCheckpoints(ctx, r.it.ID, cpFullPrefix)
+	if err := r.s.DB.DeleteCheckpoints(ctx, r.it.ID, cpFullPrefix); err != nil {
+		return err
+	}
+	if r.fullWanted != "" {
+		return r.s.DB.ClearFullSyncRequest(ctx, r.it.ID, r.fullWanted)
+	}
+	return nil
 }
 
 // incremental reads issues updated since the watermark (minus the overlap)

@@ -3,7 +3,10 @@ package store
 import (
 	"cmp"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -631,6 +634,42 @@ func (d *DB) DeleteCheckpoints(ctx context.Context, integrationID, prefix string
 		q = q.Where("partition LIKE ?", prefix+"%")
 	}
 	return mapError(q.Delete(&SyncCheckpoint{}).Error, "checkpoints")
+}
+
+// CheckpointFullWanted is the checkpoint that asks for a full sync (see
+// RequestFullSync). Its position is "<request time, unix ms> <token>".
+const CheckpointFullWanted = "full_wanted"
+
+// RequestFullSync asks that the integration's next sync be full and read
+// every issue again, e.g. because settings now need a field earlier syncs
+// did not fetch. Dropping the incremental watermark instead would not
+// survive a sync running at that moment (it writes the watermark back as it
+// goes); the request stays until a full sync that saw it ends, and a sync
+// that ends while it is there runs again (internal/ingest). A fresh token
+// per request lets that sync remove exactly the request it served.
+func (d *DB) RequestFullSync(ctx context.Context, integrationID string) error {
+	var token [8]byte
+	_, _ = rand.Read(token[:])
+	return d.SaveCheckpoint(ctx, &SyncCheckpoint{IntegrationID: integrationID, Partition: CheckpointFullWanted,
+		Position: strconv.FormatInt(d.now().UnixMilli(), 10) + " " + hex.EncodeToString(token[:])})
+}
+
+// FullSyncWantedSince returns when the full-sync request position (the
+// checkpoint's value) was made; ok is false for none or an unreadable one.
+func FullSyncWantedSince(position string) (at time.Time, ok bool) {
+	ms, _, _ := strings.Cut(position, " ")
+	v, err := strconv.ParseInt(ms, 10, 64)
+	if err != nil {
+		return time.Time{}, false
+	}
+	return time.UnixMilli(v).UTC(), true
+}
+
+// ClearFullSyncRequest removes the full-sync request if it is still the
+// one at position: a newer request, made while the full sync ran, stays.
+func (d *DB) ClearFullSyncRequest(ctx context.Context, integrationID, position string) error {
+	return mapError(d.Gorm.WithContext(ctx).Where("integration_id = ? AND partition = ? AND position = ?",
+		integrationID, CheckpointFullWanted, position).Delete(&SyncCheckpoint{}).Error, "checkpoint")
 }
 
 // StartRun records a sync's start.
