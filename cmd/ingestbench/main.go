@@ -74,6 +74,7 @@ type options struct {
 	seed          int64
 	jirasimBin    string
 	simCPUProfile string
+	simPrebuild   bool
 	cpuProfile    string
 	memProfile    string
 	logLevel      string
@@ -102,6 +103,7 @@ func parse(args []string, stderr io.Writer) (*options, error) {
 	fs.IntVar(&o.partitionSize, "partition-size", 0, "Syncer.PartitionSize: issues per partition (0: the Syncer's default)")
 	fs.Float64Var(&o.longTail, "long-tail", d.LongTailShare, "share of issues whose changelog (>100) and comments (>20) outgrow what a search embeds")
 	fs.Int64Var(&o.seed, "seed", 42, "generator seed")
+	fs.BoolVar(&o.simPrebuild, "sim-prebuild", false, "the simulator renders every issue before the sync and serves stored JSON (jirasim -prebuild), as Jira serves its database, instead of generating issues per search")
 	fs.StringVar(&o.simCPUProfile, "sim-cpuprofile", "", "with -jirasim: the simulator process writes a CPU profile to this file")
 	fs.StringVar(&o.jirasimBin, "jirasim", "", "a jirasim binary (go build ./cmd/jirasim) to run the simulator in a separate process; default in-process")
 	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the sync to this file")

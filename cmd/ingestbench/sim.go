@@ -59,6 +59,9 @@ func startInProcess(o *options, spec jirasim.GenSpec) (*simulator, error) {
 		atl.Close()
 		return nil, err
 	}
+	if o.simPrebuild {
+		site.Prebuild()
+	}
 	site.SetLatency(o.latency)
 	if o.rate > 0 {
 		site.SetRateLimit(o.rate, o.burst)
@@ -108,6 +111,9 @@ func startChild(ctx context.Context, o *options, spec jirasim.GenSpec, stderr io
 		"-latency", o.latency.String(), "-rate", fmt.Sprint(o.rate), "-burst", strconv.Itoa(o.burst)}
 	if o.simCPUProfile != "" {
 		args = append(args, "-cpuprofile", o.simCPUProfile)
+	}
+	if o.simPrebuild {
+		args = append(args, "-prebuild")
 	}
 	s.cmd = exec.Command(o.jirasimBin, args...)
 	s.cmd.Stderr = stderr

@@ -61,6 +61,24 @@ func TestGenerateDeterministic(t *testing.T) {
 	}
 }
 
+// A prebuilt site serves the same bytes as one generating per request.
+func TestPrebuildServesTheSame(t *testing.T) {
+	t.Parallel()
+	edit := func(sp *jirasim.GenSpec) { sp.LongTailShare = 0.05 }
+	a, b := genSite(t, 42, 120, edit), genSite(t, 42, 120, edit)
+	b.Prebuild()
+	if da, db := dump(t, a), dump(t, b); da != db {
+		i := 0
+		for i < len(da) && i < len(db) && da[i] == db[i] {
+			i++
+		}
+		t.Fatalf("prebuilt differs at byte %d:\n%s\n%s", i, da[max(0, i-200):min(len(da), i+200)], db[max(0, i-200):min(len(db), i+200)])
+	}
+	if ga, gb := a.GroundTruth(), b.GroundTruth(); !cmp.Equal(ga, gb) {
+		t.Error("prebuilt, different ground truth")
+	}
+}
+
 func TestGeneratedIssues(t *testing.T) {
 	t.Parallel()
 	s := genSite(t, 7, 800, func(sp *jirasim.GenSpec) {
