@@ -11,6 +11,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -60,6 +61,12 @@ func (t *Time) UnmarshalJSON(b []byte) error {
 		t.Time = time.Time{}
 		return nil
 	}
+	if n := len(b); n == len(JiraLayout)+2 && b[0] == '"' && b[n-1] == '"' {
+		if v, ok := parseJiraLayout(b[1 : n-1]); ok {
+			t.Time = v
+			return nil
+		}
+	}
 	var s string
 	if n := len(b); n >= 2 && b[0] == '"' && b[n-1] == '"' && bytes.IndexByte(b[1:n-1], '\\') < 0 {
 		s = string(b[1 : n-1]) // the usual case, without a decoder: timestamps are most of a changelog
@@ -77,6 +84,67 @@ func (t *Time) UnmarshalJSON(b []byte) error {
 		}
 	}
 	return fmt.Errorf("jira time: %q is not a timestamp Jira writes", s)
+}
+
+// parseJiraLayout reads exactly JiraLayout ("2024-05-01T09:30:00.000+0200"),
+// what Jira Cloud writes for every timestamp, without time.Parse's layout
+// interpretation: a sync reads a dozen per issue. ok is false for anything
+// else, which time.Parse then reads. The result is what time.Parse gives:
+// the instant in a fixed zone of the offset (UTC for +0000 on a machine in
+// UTC is the same instant either way).
+func parseJiraLayout(b []byte) (time.Time, bool) {
+	// 0123456789012345678901234567
+	// 2024-05-01T09:30:00.000+0200
+	if b[4] != '-' || b[7] != '-' || b[10] != 'T' || b[13] != ':' || b[16] != ':' || b[19] != '.' || (b[23] != '+' && b[23] != '-') {
+		return time.Time{}, false
+	}
+	num := func(from, to int) (int, bool) {
+		v := 0
+		for _, c := range b[from:to] {
+			if c < '0' || c > '9' {
+				return 0, false
+			}
+			v = v*10 + int(c-'0')
+		}
+		return v, true
+	}
+	year, ok1 := num(0, 4)
+	month, ok2 := num(5, 7)
+	day, ok3 := num(8, 10)
+	hour, ok4 := num(11, 13)
+	minute, ok5 := num(14, 16)
+	sec, ok6 := num(17, 19)
+	milli, ok7 := num(20, 23)
+	oh, ok8 := num(24, 26)
+	om, ok9 := num(26, 28)
+	if !(ok1 && ok2 && ok3 && ok4 && ok5 && ok6 && ok7 && ok8 && ok9) ||
+		month < 1 || month > 12 || day < 1 || day > daysIn(month, year) || hour > 23 || minute > 59 || sec > 59 || oh > 23 || om > 59 {
+		return time.Time{}, false
+	}
+	offset := oh*3600 + om*60
+	if b[23] == '-' {
+		offset = -offset
+	}
+	return time.Date(year, time.Month(month), day, hour, minute, sec, milli*1e6, fixedZone(offset)), true
+}
+
+func daysIn(month, year int) int {
+	return time.Date(year, time.Month(month)+1, 0, 0, 0, 0, 0, time.UTC).Day()
+}
+
+// zones caches the fixed zones of the offsets seen (a site has a handful),
+// so parsing a timestamp allocates none.
+var zones sync.Map // offset seconds -> *time.Location
+
+func fixedZone(offset int) *time.Location {
+	if offset == 0 {
+		return time.UTC
+	}
+	if z, ok := zones.Load(offset); ok {
+		return z.(*time.Location)
+	}
+	z, _ := zones.LoadOrStore(offset, time.FixedZone("", offset))
+	return z.(*time.Location)
 }
 
 func (t Time) MarshalJSON() ([]byte, error) {

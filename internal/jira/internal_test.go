@@ -75,3 +75,40 @@ func TestRetryAfter(t *testing.T) {
 		}
 	}
 }
+
+// The fast path for Jira's own layout reads exactly what time.Parse reads,
+// and leaves to it (or to a refusal) whatever is not that layout.
+func TestParseJiraLayoutAgreesWithTimeParse(t *testing.T) {
+	offsets := []int{0, 3600, -3600, 19800, -34200, 45900, 50400, -43200}
+	base := time.Date(1999, 12, 31, 23, 59, 59, 999e6, time.UTC)
+	for i := range 5000 {
+		at := base.Add(time.Duration(i) * 7919 * time.Minute).Add(time.Duration(i%1000) * time.Millisecond)
+		s := at.In(time.FixedZone("", offsets[i%len(offsets)])).Format(JiraLayout)
+		want, err := time.Parse(timeLayouts[0], s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, ok := parseJiraLayout([]byte(s))
+		if !ok || !got.Equal(want) {
+			t.Fatalf("%s: got %v (%v), want %v", s, got, ok, want)
+		}
+		if _, gotOff := got.Zone(); gotOff != offsets[i%len(offsets)] {
+			t.Fatalf("%s: offset %d", s, gotOff)
+		}
+	}
+	for _, s := range []string{"2024-02-30T10:00:00.000+0000", "2023-02-29T10:00:00.000+0000", "2024-13-01T10:00:00.000+0000",
+		"2024-05-01T24:00:00.000+0000", "2024-05-01T10:60:00.000+0000", "2024-05-01 10:00:00.000+0000", "2024-05-01T10:00:00,000+0000",
+		"2024-05-01T10:00:00.000+2460", "2024-05-01T10:00:00.0a0+0000", "2024-05-01T10:00:00.000Z0000"} {
+		if _, ok := parseJiraLayout([]byte(s)); ok {
+			t.Errorf("%s read as a time", s)
+		}
+		var v Time
+		_, perr := time.Parse(timeLayouts[0], s)
+		if err := json.Unmarshal([]byte(`"`+s+`"`), &v); (err == nil) != (perr == nil) {
+			t.Errorf("%s: Unmarshal error %v, time.Parse error %v", s, err, perr)
+		}
+	}
+	if got, ok := parseJiraLayout([]byte("2024-02-29T10:00:00.000+0000")); !ok || got.Day() != 29 {
+		t.Errorf("a leap day: %v %v", got, ok)
+	}
+}

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"gorm.io/gorm"
 	"gorm.io/gorm/clause"
 )
@@ -209,7 +210,7 @@ const insertBatch = 500
 // parse and plan for every page.
 func (d *DB) WriteIssues(ctx context.Context, integrationID string, b *IssueBatch, cp *SyncCheckpoint) (int, error) {
 	written := 0
-	err := d.Tx(ctx, func(tx *DB) error {
+	err := d.TxOnConn(ctx, func(tx *DB) error {
 		issues := make([]JiraIssue, len(b.Issues))
 		for i, iss := range b.Issues {
 			iss.Created, iss.Updated, iss.SyncedAt = normTime(iss.Created), normTime(iss.Updated), normTime(iss.SyncedAt)
@@ -440,29 +441,47 @@ func (d *DB) pgWriteIssues(ctx context.Context, integrationID string, in []JiraI
 	}
 	if tr := kept(b.Transitions, keep, func(t *JiraTransition) int64 { return t.IssueID },
 		func(t *JiraTransition) historyItem { return historyItem{t.IssueID, t.HistoryID, t.Item} }); len(tr) > 0 {
-		m := len(tr)
-		integ, ids, hist, items := make([]string, m), make([]int64, m), make([]string, m), make([]int32, m)
-		from, to, fromID, toID, author, at := make([]*string, m), make([]*string, m), make([]*string, m), make([]*string, m), make([]*string, m), make([]time.Time, m)
-		for i, t := range tr {
-			integ[i], ids[i], hist[i], items[i] = t.IntegrationID, t.IssueID, t.HistoryID, int32(t.Item)
-			from[i], to[i], fromID[i], toID[i], author[i], at[i] = t.FromStatus, t.ToStatus, t.FromStatusID, t.ToStatusID, t.AuthorAccountID, t.At
-		}
-		if err := d.pgExec(ctx, "issue children", pgInsertTransitions, integ, ids, hist, items, from, to, fromID, toID, author, at); err != nil {
+		copied, err := copyRows(ctx, d, "jira_transitions", transitionCols, tr, func(t *JiraTransition, v []any) {
+			v[0], v[1], v[2], v[3], v[4] = &t.IntegrationID, &t.IssueID, &t.HistoryID, &t.Item, t.FromStatus
+			v[5], v[6], v[7], v[8], v[9] = t.ToStatus, t.FromStatusID, t.ToStatusID, t.AuthorAccountID, &t.At
+		})
+		if err != nil {
 			return nil, err
+		}
+		if !copied {
+			m := len(tr)
+			integ, ids, hist, items := make([]string, m), make([]int64, m), make([]string, m), make([]int32, m)
+			from, to, fromID, toID, author, at := make([]*string, m), make([]*string, m), make([]*string, m), make([]*string, m), make([]*string, m), make([]time.Time, m)
+			for i, t := range tr {
+				integ[i], ids[i], hist[i], items[i] = t.IntegrationID, t.IssueID, t.HistoryID, int32(t.Item)
+				from[i], to[i], fromID[i], toID[i], author[i], at[i] = t.FromStatus, t.ToStatus, t.FromStatusID, t.ToStatusID, t.AuthorAccountID, t.At
+			}
+			if err := d.pgExec(ctx, "issue children", pgInsertTransitions, integ, ids, hist, items, from, to, fromID, toID, author, at); err != nil {
+				return nil, err
+			}
 		}
 	}
 	if fc := kept(b.FieldChanges, keep, func(c *JiraFieldChange) int64 { return c.IssueID },
 		func(c *JiraFieldChange) historyItem { return historyItem{c.IssueID, c.HistoryID, c.Item} }); len(fc) > 0 {
-		m := len(fc)
-		integ, ids, hist, items, field := make([]string, m), make([]int64, m), make([]string, m), make([]int32, m), make([]string, m)
-		fieldID, fromV, fromS, toV, toS, author := make([]*string, m), make([]*string, m), make([]*string, m), make([]*string, m), make([]*string, m), make([]*string, m)
-		at := make([]time.Time, m)
-		for i, c := range fc {
-			integ[i], ids[i], hist[i], items[i], field[i], fieldID[i] = c.IntegrationID, c.IssueID, c.HistoryID, int32(c.Item), c.Field, c.FieldID
-			fromV[i], fromS[i], toV[i], toS[i], author[i], at[i] = c.FromValue, c.FromString, c.ToValue, c.ToString, c.AuthorAccountID, c.At
-		}
-		if err := d.pgExec(ctx, "issue children", pgInsertFieldChanges, integ, ids, hist, items, field, fieldID, fromV, fromS, toV, toS, author, at); err != nil {
+		copied, err := copyRows(ctx, d, "jira_field_changes", fieldChangeCols, fc, func(c *JiraFieldChange, v []any) {
+			v[0], v[1], v[2], v[3], v[4], v[5] = &c.IntegrationID, &c.IssueID, &c.HistoryID, &c.Item, &c.Field, c.FieldID
+			v[6], v[7], v[8], v[9], v[10], v[11] = c.FromValue, c.FromString, c.ToValue, c.ToString, c.AuthorAccountID, &c.At
+		})
+		if err != nil {
 			return nil, err
+		}
+		if !copied {
+			m := len(fc)
+			integ, ids, hist, items, field := make([]string, m), make([]int64, m), make([]string, m), make([]int32, m), make([]string, m)
+			fieldID, fromV, fromS, toV, toS, author := make([]*string, m), make([]*string, m), make([]*string, m), make([]*string, m), make([]*string, m), make([]*string, m)
+			at := make([]time.Time, m)
+			for i, c := range fc {
+				integ[i], ids[i], hist[i], items[i], field[i], fieldID[i] = c.IntegrationID, c.IssueID, c.HistoryID, int32(c.Item), c.Field, c.FieldID
+				fromV[i], fromS[i], toV[i], toS[i], author[i], at[i] = c.FromValue, c.FromString, c.ToValue, c.ToString, c.AuthorAccountID, c.At
+			}
+			if err := d.pgExec(ctx, "issue children", pgInsertFieldChanges, integ, ids, hist, items, field, fieldID, fromV, fromS, toV, toS, author, at); err != nil {
+				return nil, err
+			}
 		}
 	}
 	type commentKey struct {
@@ -471,14 +490,22 @@ func (d *DB) pgWriteIssues(ctx context.Context, integrationID string, in []JiraI
 	}
 	if cs := kept(b.Comments, keep, func(c *JiraComment) int64 { return c.IssueID },
 		func(c *JiraComment) commentKey { return commentKey{c.IssueID, c.CommentID} }); len(cs) > 0 {
-		m := len(cs)
-		integ, ids, cid, author, body := make([]string, m), make([]int64, m), make([]string, m), make([]*string, m), make([]*string, m)
-		created, updated := make([]time.Time, m), make([]time.Time, m)
-		for i, c := range cs {
-			integ[i], ids[i], cid[i], author[i], body[i], created[i], updated[i] = c.IntegrationID, c.IssueID, c.CommentID, c.AuthorAccountID, c.Body, c.Created, c.Updated
-		}
-		if err := d.pgExec(ctx, "issue children", pgInsertComments, integ, ids, cid, author, body, created, updated); err != nil {
+		copied, err := copyRows(ctx, d, "jira_comments", commentCols, cs, func(c *JiraComment, v []any) {
+			v[0], v[1], v[2], v[3], v[4], v[5], v[6] = &c.IntegrationID, &c.IssueID, &c.CommentID, c.AuthorAccountID, c.Body, &c.Created, &c.Updated
+		})
+		if err != nil {
 			return nil, err
+		}
+		if !copied {
+			m := len(cs)
+			integ, ids, cid, author, body := make([]string, m), make([]int64, m), make([]string, m), make([]*string, m), make([]*string, m)
+			created, updated := make([]time.Time, m), make([]time.Time, m)
+			for i, c := range cs {
+				integ[i], ids[i], cid[i], author[i], body[i], created[i], updated[i] = c.IntegrationID, c.IssueID, c.CommentID, c.AuthorAccountID, c.Body, c.Created, c.Updated
+			}
+			if err := d.pgExec(ctx, "issue children", pgInsertComments, integ, ids, cid, author, body, created, updated); err != nil {
+				return nil, err
+			}
 		}
 	}
 	out := make([]JiraIssue, 0, len(keep))
@@ -489,6 +516,45 @@ func (d *DB) pgWriteIssues(ctx context.Context, integrationID string, in []JiraI
 	}
 	return out, nil
 }
+
+// Columns of the children's COPY, in the order copyRows' fill functions
+// give their values.
+var (
+	transitionCols = []string{"integration_id", "issue_id", "history_id", "item", "from_status", "to_status",
+		"from_status_id", "to_status_id", "author_account_id", "at"}
+	fieldChangeCols = []string{"integration_id", "issue_id", "history_id", "item", "field", "field_id",
+		"from_value", "from_string", "to_value", "to_string", "author_account_id", "at"}
+	commentCols = []string{"integration_id", "issue_id", "comment_id", "author_account_id", "body", "created", "updated"}
+)
+
+// copyRows writes rows with COPY when the transaction runs on a connection
+// of its own (DB.TxOnConn), and reports whether it did. COPY inserts in
+// batches (heap_multi_insert) and skips the executor's per-row work that an
+// INSERT … SELECT FROM unnest pays; the values are pointers into the rows,
+// so nothing is copied or boxed on the way.
+func copyRows[T any](ctx context.Context, d *DB, table string, cols []string, rows []*T, fill func(*T, []any)) (bool, error) {
+	src := &rowSource[T]{rows: rows, vals: make([]any, len(cols)), fill: fill}
+	ok, err := d.withPgx(func(c *pgx.Conn) error {
+		_, err := c.CopyFrom(ctx, pgx.Identifier{table}, cols, src)
+		return err
+	})
+	return ok, d.pgError(err, "issue children")
+}
+
+// rowSource is pgx.CopyFromSource over a slice; pgx encodes each row's
+// values before asking for the next, so one values slice serves all rows.
+type rowSource[T any] struct {
+	rows []*T
+	i    int
+	vals []any
+	fill func(*T, []any)
+}
+
+func (s *rowSource[T]) Next() bool { s.i++; return s.i <= len(s.rows) }
+
+func (s *rowSource[T]) Values() ([]any, error) { s.fill(s.rows[s.i-1], s.vals); return s.vals, nil }
+
+func (s *rowSource[T]) Err() error { return nil }
 
 // kept returns pointers to the rows whose issue is kept, the first of
 // rows with the same primary key only.

@@ -22,6 +22,8 @@ import (
 	"time"
 
 	"github.com/glebarez/sqlite"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/stdlib"
 	"gorm.io/driver/postgres"
 	"gorm.io/gorm"
 
@@ -58,6 +60,9 @@ type DB struct {
 	log     *slog.Logger
 	mig     *migrator // shared with transaction handles
 	dsn     string    // PostgreSQL only: for the LISTEN connection
+	// conn is the connection a transaction from TxOnConn runs on, through
+	// which it reaches pgx directly (COPY); nil otherwise.
+	conn *sql.Conn
 }
 
 // Open connects to databaseURL without migrating it (call Migrate).
@@ -297,6 +302,43 @@ func (d *DB) Tx(ctx context.Context, fn func(tx *DB) error) error {
 		return mapError(err, "transaction")
 	}
 	return nil
+}
+
+// TxOnConn is Tx on one connection taken from the pool for it, so that
+// PostgreSQL work inside may use the connection's pgx API (COPY) with
+// withPgx. Inside a transaction already, it is that transaction.
+func (d *DB) TxOnConn(ctx context.Context, fn func(tx *DB) error) error {
+	if d.dialect != DialectPostgres || d.conn != nil {
+		return d.Tx(ctx, fn)
+	}
+	if _, inTx := d.Gorm.Statement.ConnPool.(*sql.Tx); inTx {
+		return d.Tx(ctx, fn)
+	}
+	conn, err := d.sqlDB.Conn(ctx)
+	if err != nil {
+		return mapError(err, "connection")
+	}
+	defer conn.Close()
+	on := *d
+	on.Gorm = d.Gorm.Session(&gorm.Session{Context: ctx})
+	on.Gorm.Statement.ConnPool = conn // a *sql.Conn begins transactions as a pool does
+	on.conn = conn
+	return on.Tx(ctx, fn)
+}
+
+// withPgx runs fn with the pgx connection under a TxOnConn transaction;
+// ok is false outside one.
+func (d *DB) withPgx(fn func(c *pgx.Conn) error) (ok bool, err error) {
+	if d.conn == nil {
+		return false, nil
+	}
+	return true, d.conn.Raw(func(dc any) error {
+		sc, isPgx := dc.(*stdlib.Conn)
+		if !isPgx {
+			return fmt.Errorf("store: the PostgreSQL driver connection is %T, not pgx's", dc)
+		}
+		return fn(sc.Conn())
+	})
 }
 
 // normTime is the one place that decides how times are stored.
