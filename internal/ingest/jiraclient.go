@@ -2,6 +2,7 @@ package ingest
 
 import (
 	"context"
+	"errors"
 	json "github.com/goccy/go-json"
 	"net/url"
 	"strconv"
@@ -103,10 +104,37 @@ func (s *CloudSource) SearchParsed(ctx context.Context, q Query) ([]*Parsed, str
 	if q.PageToken != "" {
 		body["nextPageToken"] = q.PageToken
 	}
+	dec := decoderFor(q.Fields)
+	if dec == nil {
+		return s.searchMaps(ctx, body)
+	}
+	target := dec.target()
+	err := s.Client.Post(ctx, "/rest/api/3/search/jql", nil, body, target)
+	if errors.Is(err, jira.ErrUnexpectedShape) {
+		// A value of a shape the typed page does not take: read the page
+		// again the lenient way, where such a value costs its field only.
+		return s.searchMaps(ctx, body)
+	}
+	if err != nil {
+		return nil, "", err
+	}
+	out, next, isLast, err := dec.issues(target)
+	if err != nil {
+		return nil, "", apperr.Wrap(err, apperr.Internal, "unreadable issue from Jira")
+	}
+	if isLast {
+		next = ""
+	}
+	return out, next, nil
+}
+
+// searchMaps is SearchParsed with each issue's fields decoded as a map,
+// then field by field (Parse).
+func (s *CloudSource) searchMaps(ctx context.Context, body map[string]any) ([]*Parsed, string, error) {
 	var page struct {
-		Issues        []rawIssue `json:"issues"`
-		NextPageToken string     `json:"nextPageToken"`
-		IsLast        *bool      `json:"isLast"`
+		Issues        []json.RawMessage `json:"issues"`
+		NextPageToken string            `json:"nextPageToken"`
+		IsLast        *bool             `json:"isLast"`
 	}
 	if err := s.Client.Post(ctx, "/rest/api/3/search/jql", nil, body, &page); err != nil {
 		return nil, "", err
@@ -115,8 +143,8 @@ func (s *CloudSource) SearchParsed(ctx context.Context, q Query) ([]*Parsed, str
 		page.NextPageToken = ""
 	}
 	out := make([]*Parsed, len(page.Issues))
-	for i, r := range page.Issues {
-		p, err := parsed(r)
+	for i, raw := range page.Issues {
+		p, err := Parse(raw)
 		if err != nil {
 			return nil, "", apperr.Wrap(err, apperr.Internal, "unreadable issue from Jira")
 		}

@@ -97,19 +97,6 @@ func SearchFields(meta FieldMeta, ex Exclusions) []string {
 	return out
 }
 
-// Embedded limits: what a search returns inline before more must be fetched.
-type rawIssue struct {
-	ID        string                     `json:"id"`
-	Key       string                     `json:"key"`
-	Fields    map[string]json.RawMessage `json:"fields"`
-	Changelog *struct {
-		StartAt    int       `json:"startAt"`
-		MaxResults int       `json:"maxResults"`
-		Total      int       `json:"total"`
-		Histories  []History `json:"histories"`
-	} `json:"changelog"`
-}
-
 // History is one changelog entry.
 type History struct {
 	ID      string       `json:"id"`
@@ -157,7 +144,7 @@ type UserRef struct {
 // Parsed is an issue read from Jira, before it is turned into rows; the
 // syncer completes truncated changelogs and comments on it.
 type Parsed struct {
-	raw               rawIssue
+	fields            fieldSet
 	ID                int64
 	Key               string
 	Histories         []History
@@ -169,33 +156,31 @@ type Parsed struct {
 
 // Parse decodes one issue of a search answer.
 func Parse(b []byte) (*Parsed, error) {
-	var r rawIssue
+	var r struct {
+		issueHead
+		Fields map[string]json.RawMessage `json:"fields"`
+	}
 	if err := json.Unmarshal(b, &r); err != nil {
 		return nil, err
 	}
-	return parsed(r)
+	return parsed(&r.issueHead, fieldSetOf(r.Fields))
 }
 
-// parsed completes an issue decoded as part of a page (see
-// CloudSource.SearchParsed) or alone (Parse).
-func parsed(r rawIssue) (*Parsed, error) {
-	id, err := strconv.ParseInt(r.ID, 10, 64)
+// parsed completes an issue decoded as part of a page (pageDecoder) or
+// alone (Parse).
+func parsed(h *issueHead, fs fieldSet) (*Parsed, error) {
+	id, err := strconv.ParseInt(h.ID, 10, 64)
 	if err != nil {
 		return nil, err
 	}
-	p := &Parsed{raw: r, ID: id, Key: r.Key}
-	if r.Changelog != nil {
-		p.Histories = r.Changelog.Histories
-		p.HistoriesTotal = max(r.Changelog.Total, len(r.Changelog.Histories))
+	p := &Parsed{fields: fs, ID: id, Key: h.Key}
+	if h.Changelog != nil {
+		p.Histories = h.Changelog.Histories
+		p.HistoriesTotal = max(h.Changelog.Total, len(h.Changelog.Histories))
 	}
-	if c, ok := r.Fields["comment"]; ok && len(c) > 0 && string(c) != "null" {
-		var cf struct {
-			Comments []Comment `json:"comments"`
-			Total    int       `json:"total"`
-		}
-		if err := json.Unmarshal(c, &cf); err == nil {
-			p.Comments, p.CommentsTotal = cf.Comments, max(cf.Total, len(cf.Comments))
-		}
+	if c := fs.known.Comment; c != nil {
+		p.Comments, p.CommentsTotal = c.Comments, max(c.Total, len(c.Comments))
+		p.fields.known.Comment = nil // kept once, in p.Comments
 	}
 	return p, nil
 }
@@ -234,113 +219,109 @@ var extracted = map[string]bool{"summary": true, "description": true, "issuetype
 // sees them: they are not copied into columns, the other-fields JSON, the
 // changelog values or comment bodies.
 func (t *Transformer) Rows(p *Parsed) (*Rows, error) {
-	f := p.raw.Fields
+	k := &p.fields.known
 	out := &Rows{Users: map[string]UserRef{}}
 	is := &out.Issue
 	is.IntegrationID, is.IssueID, is.Key = t.IntegrationID, p.ID, p.Key
 	is.SyncedAt = t.Now().UTC()
 
-	var named namedRef
-	get := func(field string, v any) bool {
-		raw, ok := f[field]
-		if !ok || t.Exclude.Field(field) || len(raw) == 0 || string(raw) == "null" {
-			return false
-		}
-		return json.Unmarshal(raw, v) == nil
-	}
-	var s string
-	if get("summary", &s) {
+	// use reports whether a model field may be read: not excluded.
+	use := func(field string) bool { return !t.Exclude.Field(field) }
+	if k.Summary != nil && use("summary") {
+		s := *k.Summary
 		is.Summary = &s
 	}
-	if raw, ok := f["description"]; ok && !t.Exclude.Field("description") {
-		if txt := ADFText(raw); txt != "" {
+	if use("description") {
+		if txt := ADFText(k.Description); txt != "" {
 			is.Description = &txt
 		}
 	}
-	if named = (namedRef{}); get("issuetype", &named) {
-		is.IssueType = named.Name
+	if k.IssueType != nil && use("issuetype") {
+		is.IssueType = k.IssueType.Name
 	}
-	if named = (namedRef{}); get("project", &named) {
-		is.ProjectKey, is.ProjectID = named.Key, named.ID
+	if k.Project != nil && use("project") {
+		is.ProjectKey, is.ProjectID = k.Project.Key, k.Project.ID
 	}
 	if is.ProjectKey == "" {
 		is.ProjectKey, _, _ = strings.Cut(p.Key, "-")
 	}
-	var status struct {
-		Name           string `json:"name"`
-		StatusCategory struct {
-			Key string `json:"key"`
-		} `json:"statusCategory"`
+	if k.Status != nil && use("status") {
+		is.Status, is.StatusCategory = k.Status.Name, k.Status.StatusCategory.Key
 	}
-	if get("status", &status) {
-		is.Status, is.StatusCategory = status.Name, status.StatusCategory.Key
-	}
-	if named = (namedRef{}); get("priority", &named) && named.Name != "" {
-		pr := named.Name
+	if k.Priority != nil && use("priority") && k.Priority.Name != "" {
+		pr := k.Priority.Name
 		is.Priority = &pr
 	}
-	for field, dst := range map[string]**string{"assignee": &is.AssigneeAccountID, "reporter": &is.ReporterAccountID, "creator": &is.CreatorAccountID} {
-		var u UserRef
-		if get(field, &u) && u.AccountID != "" {
-			id := u.AccountID
-			*dst = &id
-			out.Users[id] = u
+	for _, u := range []struct {
+		field string
+		ref   *UserRef
+		dst   **string
+	}{{"assignee", k.Assignee, &is.AssigneeAccountID}, {"reporter", k.Reporter, &is.ReporterAccountID}, {"creator", k.Creator, &is.CreatorAccountID}} {
+		if u.ref != nil && use(u.field) && u.ref.AccountID != "" {
+			id := u.ref.AccountID
+			*u.dst = &id
+			out.Users[id] = *u.ref
 		}
 	}
-	var jt jira.Time
-	if get("created", &jt) {
-		is.Created = jt.UTC()
+	if k.Created != nil && use("created") {
+		is.Created = k.Created.UTC()
 	}
-	if get("updated", &jt) {
-		is.Updated = jt.UTC()
+	if k.Updated != nil && use("updated") {
+		is.Updated = k.Updated.UTC()
 	}
 	if is.Updated.IsZero() {
 		is.Updated = is.Created
 	}
-	jt = jira.Time{}
-	if get("resolutiondate", &jt) && !jt.IsZero() {
-		r := jt.UTC()
+	if k.ResolutionDate != nil && use("resolutiondate") && !k.ResolutionDate.IsZero() {
+		r := k.ResolutionDate.UTC()
 		is.Resolved = &r
 	}
-	var due string
-	if get("duedate", &due) && due != "" {
+	if k.DueDate != nil && use("duedate") && *k.DueDate != "" {
 		// A due date has no offset: it means that day where the team
 		// works, which is the integration's time zone.
-		if d, err := time.ParseInLocation("2006-01-02", due, t.Location); err == nil {
-			at := d.UTC()
+		if d, err := time.ParseInLocation("2006-01-02", *k.DueDate, t.Location); err == nil {
+			due, at := *k.DueDate, d.UTC()
 			is.DueDate, is.DueAt = &due, &at
 		}
 	}
-	is.Components = namesJSON(f, "components", t.Exclude)
-	is.FixVersions = namesJSON(f, "fixVersions", t.Exclude)
+	is.Components = namesJSON(k.Components, use("components"))
+	is.FixVersions = namesJSON(k.FixVersions, use("fixVersions"))
 	var labels []string
-	get("labels", &labels)
-	is.Labels = mustJSON(nonNil(labels))
-	var parent struct {
-		Key string `json:"key"`
+	if use("labels") {
+		labels = k.Labels
 	}
-	if get("parent", &parent) && parent.Key != "" {
-		is.ParentKey = &parent.Key
+	is.Labels = mustJSON(nonNil(labels))
+	if k.Parent != nil && use("parent") && k.Parent.Key != "" {
+		parent := k.Parent.Key
+		is.ParentKey = &parent
+	}
+	custom := p.fields.custom
+	getCustom := func(field string, v any) bool {
+		raw, ok := custom[field]
+		if !ok || t.Exclude.Field(field) || isNull(raw) {
+			return false
+		}
+		return json.Unmarshal(raw, v) == nil
 	}
 	if t.Meta.SprintID != "" {
 		var sprints []struct {
 			Name  string `json:"name"`
 			State string `json:"state"`
 		}
-		if get(t.Meta.SprintID, &sprints) && len(sprints) > 0 {
+		if getCustom(t.Meta.SprintID, &sprints) && len(sprints) > 0 {
 			name := sprints[len(sprints)-1].Name // the latest sprint the issue is in
 			is.Sprint = &name
 		}
 	}
 	if t.Meta.StoryPointsID != "" {
 		var sp float64
-		if get(t.Meta.StoryPointsID, &sp) {
+		if getCustom(t.Meta.StoryPointsID, &sp) {
 			is.StoryPoints = &sp
 		}
 	}
-	other := map[string]json.RawMessage{}
-	for k, v := range f {
-		if extracted[k] || k == t.Meta.SprintID || k == t.Meta.StoryPointsID || t.Exclude.Field(k) || string(v) == "null" {
+	other := make(map[string]json.RawMessage, len(custom))
+	for k, v := range custom {
+		if extracted[k] || k == t.Meta.SprintID || k == t.Meta.StoryPointsID || t.Exclude.Field(k) || isNull(v) {
 			continue
 		}
 		other[k] = v
@@ -407,12 +388,9 @@ func (t *Transformer) history(out *Rows, h History) {
 	}
 }
 
-func namesJSON(f map[string]json.RawMessage, field string, ex Exclusions) string {
-	var items []struct {
-		Name string `json:"name"`
-	}
-	if raw, ok := f[field]; ok && !ex.Field(field) {
-		_ = json.Unmarshal(raw, &items)
+func namesJSON(items []namedRef, use bool) string {
+	if !use {
+		items = nil
 	}
 	names := make([]string, 0, len(items))
 	for _, it := range items {

@@ -461,6 +461,8 @@ func (c *Client) attempt(ctx context.Context, auth Authenticator, method, path s
 		// shape; the standard validator does, and runs only on failure.
 		if !stdjson.Valid(data) {
 			err = fmt.Errorf("%w: %w", errNotJSON, err)
+		} else {
+			err = fmt.Errorf("%w: %w", ErrUnexpectedShape, err)
 		}
 		return fail(resp.StatusCode, decodeError(resp.Header.Get("Content-Type"), err))
 	}

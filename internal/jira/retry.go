@@ -248,6 +248,11 @@ var errEmptyBody = errors.New("empty response body where JSON was expected")
 // page of HTML), as opposed to JSON of an unexpected shape.
 var errNotJSON = errors.New("response body is not valid JSON")
 
+// ErrUnexpectedShape is the cause when a 2xx body is valid JSON that does
+// not decode into the value asked for (a field of another type): a caller
+// with a more lenient reading may try that.
+var ErrUnexpectedShape = errors.New("response JSON of an unexpected shape")
+
 // malformed reports a 2xx body that is not JSON at all, or was cut short:
 // a transport fault worth one more try, unlike JSON of the wrong shape.
 func malformed(err error) bool {
