@@ -1,13 +1,16 @@
 package store
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"crypto/rand"
+	"encoding/binary"
 	"encoding/hex"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -441,9 +444,18 @@ func (d *DB) pgWriteIssues(ctx context.Context, integrationID string, in []JiraI
 	}
 	if tr := kept(b.Transitions, keep, func(t *JiraTransition) int64 { return t.IssueID },
 		func(t *JiraTransition) historyItem { return historyItem{t.IssueID, t.HistoryID, t.Item} }); len(tr) > 0 {
-		copied, err := copyRows(ctx, d, "jira_transitions", transitionCols, tr, func(t *JiraTransition, v []any) {
-			v[0], v[1], v[2], v[3], v[4] = &t.IntegrationID, &t.IssueID, &t.HistoryID, &t.Item, t.FromStatus
-			v[5], v[6], v[7], v[8], v[9] = t.ToStatus, t.FromStatusID, t.ToStatusID, t.AuthorAccountID, &t.At
+		copied, err := copyRows(ctx, d, "jira_transitions", transitionCols, tr, func(c *copyBuf, t *JiraTransition) {
+			c.tuple(10)
+			c.text(t.IntegrationID)
+			c.int8(t.IssueID)
+			c.text(t.HistoryID)
+			c.int4(t.Item)
+			c.textOrNull(t.FromStatus)
+			c.textOrNull(t.ToStatus)
+			c.textOrNull(t.FromStatusID)
+			c.textOrNull(t.ToStatusID)
+			c.textOrNull(t.AuthorAccountID)
+			c.timestamptz(t.At)
 		})
 		if err != nil {
 			return nil, err
@@ -463,9 +475,20 @@ func (d *DB) pgWriteIssues(ctx context.Context, integrationID string, in []JiraI
 	}
 	if fc := kept(b.FieldChanges, keep, func(c *JiraFieldChange) int64 { return c.IssueID },
 		func(c *JiraFieldChange) historyItem { return historyItem{c.IssueID, c.HistoryID, c.Item} }); len(fc) > 0 {
-		copied, err := copyRows(ctx, d, "jira_field_changes", fieldChangeCols, fc, func(c *JiraFieldChange, v []any) {
-			v[0], v[1], v[2], v[3], v[4], v[5] = &c.IntegrationID, &c.IssueID, &c.HistoryID, &c.Item, &c.Field, c.FieldID
-			v[6], v[7], v[8], v[9], v[10], v[11] = c.FromValue, c.FromString, c.ToValue, c.ToString, c.AuthorAccountID, &c.At
+		copied, err := copyRows(ctx, d, "jira_field_changes", fieldChangeCols, fc, func(cb *copyBuf, c *JiraFieldChange) {
+			cb.tuple(12)
+			cb.text(c.IntegrationID)
+			cb.int8(c.IssueID)
+			cb.text(c.HistoryID)
+			cb.int4(c.Item)
+			cb.text(c.Field)
+			cb.textOrNull(c.FieldID)
+			cb.textOrNull(c.FromValue)
+			cb.textOrNull(c.FromString)
+			cb.textOrNull(c.ToValue)
+			cb.textOrNull(c.ToString)
+			cb.textOrNull(c.AuthorAccountID)
+			cb.timestamptz(c.At)
 		})
 		if err != nil {
 			return nil, err
@@ -490,8 +513,15 @@ func (d *DB) pgWriteIssues(ctx context.Context, integrationID string, in []JiraI
 	}
 	if cs := kept(b.Comments, keep, func(c *JiraComment) int64 { return c.IssueID },
 		func(c *JiraComment) commentKey { return commentKey{c.IssueID, c.CommentID} }); len(cs) > 0 {
-		copied, err := copyRows(ctx, d, "jira_comments", commentCols, cs, func(c *JiraComment, v []any) {
-			v[0], v[1], v[2], v[3], v[4], v[5], v[6] = &c.IntegrationID, &c.IssueID, &c.CommentID, c.AuthorAccountID, c.Body, &c.Created, &c.Updated
+		copied, err := copyRows(ctx, d, "jira_comments", commentCols, cs, func(cb *copyBuf, c *JiraComment) {
+			cb.tuple(7)
+			cb.text(c.IntegrationID)
+			cb.int8(c.IssueID)
+			cb.text(c.CommentID)
+			cb.textOrNull(c.AuthorAccountID)
+			cb.textOrNull(c.Body)
+			cb.timestamptz(c.Created)
+			cb.timestamptz(c.Updated)
 		})
 		if err != nil {
 			return nil, err
@@ -517,44 +547,89 @@ func (d *DB) pgWriteIssues(ctx context.Context, integrationID string, in []JiraI
 	return out, nil
 }
 
-// Columns of the children's COPY, in the order copyRows' fill functions
-// give their values.
+// Columns of the children's COPY, in the order copyRows' encode functions
+// write them.
 var (
-	transitionCols = []string{"integration_id", "issue_id", "history_id", "item", "from_status", "to_status",
-		"from_status_id", "to_status_id", "author_account_id", "at"}
-	fieldChangeCols = []string{"integration_id", "issue_id", "history_id", "item", "field", "field_id",
-		"from_value", "from_string", "to_value", "to_string", "author_account_id", "at"}
-	commentCols = []string{"integration_id", "issue_id", "comment_id", "author_account_id", "body", "created", "updated"}
+	transitionCols  = "integration_id, issue_id, history_id, item, from_status, to_status, from_status_id, to_status_id, author_account_id, at"
+	fieldChangeCols = "integration_id, issue_id, history_id, item, field, field_id, from_value, from_string, to_value, to_string, author_account_id, at"
+	commentCols     = "integration_id, issue_id, comment_id, author_account_id, body, created, updated"
 )
 
 // copyRows writes rows with COPY when the transaction runs on a connection
 // of its own (DB.TxOnConn), and reports whether it did. COPY inserts in
 // batches (heap_multi_insert) and skips the executor's per-row work that an
-// INSERT … SELECT FROM unnest pays; the values are pointers into the rows,
-// so nothing is copied or boxed on the way.
-func copyRows[T any](ctx context.Context, d *DB, table string, cols []string, rows []*T, fill func(*T, []any)) (bool, error) {
-	src := &rowSource[T]{rows: rows, vals: make([]any, len(cols)), fill: fill}
+// INSERT … SELECT FROM unnest pays. The rows are encoded here into COPY's
+// binary format (copyBuf): the columns are text, bigint, integer and
+// timestamptz only, and pgx's generic encoding (a plan lookup per value,
+// and a statement to learn the column types first) cost more than the
+// encoding itself.
+func copyRows[T any](ctx context.Context, d *DB, table, cols string, rows []*T, encode func(*copyBuf, *T)) (bool, error) {
+	if d.conn == nil {
+		return false, nil
+	}
+	cb := copyBufs.Get().(*copyBuf)
+	defer copyBufs.Put(cb)
+	cb.start()
+	for _, r := range rows {
+		encode(cb, r)
+	}
+	cb.finish()
 	ok, err := d.withPgx(func(c *pgx.Conn) error {
-		_, err := c.CopyFrom(ctx, pgx.Identifier{table}, cols, src)
+		_, err := c.PgConn().CopyFrom(ctx, bytes.NewReader(cb.b), "COPY "+table+" ("+cols+") FROM STDIN (FORMAT binary)")
 		return err
 	})
 	return ok, d.pgError(err, "issue children")
 }
 
-// rowSource is pgx.CopyFromSource over a slice; pgx encodes each row's
-// values before asking for the next, so one values slice serves all rows.
-type rowSource[T any] struct {
-	rows []*T
-	i    int
-	vals []any
-	fill func(*T, []any)
+// copyBuf is a COPY … (FORMAT binary) stream being written: a header,
+// tuples of length-prefixed big-endian values, a trailer.
+type copyBuf struct{ b []byte }
+
+var copyBufs = sync.Pool{New: func() any { return &copyBuf{} }}
+
+// pgEpochMicros is PostgreSQL's timestamp epoch, 2000-01-01 UTC, in Unix
+// microseconds: binary timestamptz values count microseconds from it.
+const pgEpochMicros = 946684800 * 1_000_000
+
+func (c *copyBuf) start() {
+	c.b = append(c.b[:0], "PGCOPY\n\xff\r\n\x00"...)
+	c.b = binary.BigEndian.AppendUint32(c.b, 0) // flags
+	c.b = binary.BigEndian.AppendUint32(c.b, 0) // header extension length
 }
 
-func (s *rowSource[T]) Next() bool { s.i++; return s.i <= len(s.rows) }
+func (c *copyBuf) finish() { c.b = binary.BigEndian.AppendUint16(c.b, 0xffff) }
 
-func (s *rowSource[T]) Values() ([]any, error) { s.fill(s.rows[s.i-1], s.vals); return s.vals, nil }
+// tuple starts a row of n columns.
+func (c *copyBuf) tuple(n int) { c.b = binary.BigEndian.AppendUint16(c.b, uint16(n)) }
 
-func (s *rowSource[T]) Err() error { return nil }
+func (c *copyBuf) text(s string) {
+	c.b = binary.BigEndian.AppendUint32(c.b, uint32(len(s)))
+	c.b = append(c.b, s...)
+}
+
+func (c *copyBuf) textOrNull(s *string) {
+	if s == nil {
+		c.b = binary.BigEndian.AppendUint32(c.b, 0xffffffff) // -1: NULL
+		return
+	}
+	c.text(*s)
+}
+
+func (c *copyBuf) int8(v int64) {
+	c.b = binary.BigEndian.AppendUint32(c.b, 8)
+	c.b = binary.BigEndian.AppendUint64(c.b, uint64(v))
+}
+
+func (c *copyBuf) int4(v int) {
+	c.b = binary.BigEndian.AppendUint32(c.b, 4)
+	c.b = binary.BigEndian.AppendUint32(c.b, uint32(int32(v)))
+}
+
+func (c *copyBuf) timestamptz(t time.Time) {
+	micros := t.Unix()*1_000_000 + int64(t.Nanosecond()/1000) - pgEpochMicros
+	c.b = binary.BigEndian.AppendUint32(c.b, 8)
+	c.b = binary.BigEndian.AppendUint64(c.b, uint64(micros))
+}
 
 // kept returns pointers to the rows whose issue is kept, the first of
 // rows with the same primary key only.

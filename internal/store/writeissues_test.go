@@ -5,6 +5,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
+
 	"github.com/sei-io/jira-connect/internal/store"
 	"github.com/sei-io/jira-connect/internal/store/storetest"
 )
@@ -96,3 +98,71 @@ func TestWriteIssuesNewerWins(t *testing.T) {
 		}
 	})
 }
+
+// Children come back exactly as written (on PostgreSQL they go through
+// COPY's binary format, encoded by hand): NULLs, empty and multibyte text,
+// large ids, microseconds, instants before PostgreSQL's 2000 epoch and in
+// other zones.
+func TestWriteIssuesChildrenRoundTrip(t *testing.T) {
+	ctx := context.Background()
+	storetest.ForEach(t, func(t *testing.T, db *store.DB) {
+		if err := db.CreateTenant(ctx, &store.Tenant{ID: "t1", Name: "t"}); err != nil {
+			t.Fatal(err)
+		}
+		if err := db.CreateIntegration(ctx, &store.Integration{ID: "it1", TenantID: "t1", Name: "i", Type: "jira_connect_app", Status: "pending",
+			Tags: []string{}, ExcludedFields: []string{}, Settings: "{}", Timezone: "UTC"}); err != nil {
+			t.Fatal(err)
+		}
+		s := func(v string) *string { return &v }
+		at := []time.Time{
+			time.Date(1999, 12, 31, 23, 59, 59, 999999000, time.UTC),
+			time.Date(2026, 3, 1, 10, 0, 0, 123456000, time.FixedZone("", -7*3600)),
+			time.Date(1970, 1, 1, 0, 0, 0, 0, time.UTC),
+		}
+		const id = int64(1) << 40
+		b := &store.IssueBatch{Issues: []store.JiraIssue{{IntegrationID: "it1", IssueID: id, Key: "SEI-1", ProjectKey: "SEI",
+			Status: "Done", Created: at[1], Updated: at[1], SyncedAt: at[1], Components: "[]", Labels: "[]", FixVersions: "[]", Fields: "{}"}}}
+		b.Transitions = []store.JiraTransition{
+			{IntegrationID: "it1", IssueID: id, HistoryID: "h1", Item: 0, FromStatus: s("À faire ✓"), ToStatus: s(""), FromStatusID: nil, ToStatusID: s("10001"), AuthorAccountID: nil, At: at[0]},
+			{IntegrationID: "it1", IssueID: id, HistoryID: "h1", Item: 2147483647, FromStatus: nil, ToStatus: s("Done"), AuthorAccountID: s("557058:x"), At: at[1]},
+		}
+		b.FieldChanges = []store.JiraFieldChange{{IntegrationID: "it1", IssueID: id, HistoryID: "h2", Item: 1, Field: "labels", FieldID: s("labels"),
+			FromValue: nil, FromString: s("a b"), ToValue: s(""), ToString: s("日本語"), AuthorAccountID: nil, At: at[2]}}
+		b.Comments = []store.JiraComment{{IntegrationID: "it1", IssueID: id, CommentID: "c1", AuthorAccountID: nil, Body: s("line1\nline2\t\"q\""), Created: at[0], Updated: at[1]},
+			{IntegrationID: "it1", IssueID: id, CommentID: "c2", AuthorAccountID: s("u"), Body: nil, Created: at[2], Updated: at[2]}}
+		if _, err := db.WriteIssues(ctx, "it1", b, nil); err != nil {
+			t.Fatal(err)
+		}
+		var tr []store.JiraTransition
+		var fc []store.JiraFieldChange
+		var cs []store.JiraComment
+		if err := db.Gorm.Order("item").Find(&tr).Error; err != nil {
+			t.Fatal(err)
+		}
+		if err := db.Gorm.Find(&fc).Error; err != nil {
+			t.Fatal(err)
+		}
+		if err := db.Gorm.Order("comment_id").Find(&cs).Error; err != nil {
+			t.Fatal(err)
+		}
+		norm := func(v time.Time) time.Time { return v.UTC() }
+		for i := range b.Transitions {
+			b.Transitions[i].At = norm(b.Transitions[i].At)
+		}
+		b.FieldChanges[0].At = norm(b.FieldChanges[0].At)
+		for i := range b.Comments {
+			b.Comments[i].Created, b.Comments[i].Updated = norm(b.Comments[i].Created), norm(b.Comments[i].Updated)
+		}
+		if diff := cmpDiff(b.Transitions, tr); diff != "" {
+			t.Errorf("transitions: %s", diff)
+		}
+		if diff := cmpDiff(b.FieldChanges, fc); diff != "" {
+			t.Errorf("field changes: %s", diff)
+		}
+		if diff := cmpDiff(b.Comments, cs); diff != "" {
+			t.Errorf("comments: %s", diff)
+		}
+	})
+}
+
+func cmpDiff(want, got any) string { return cmp.Diff(want, got) }
