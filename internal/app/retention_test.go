@@ -23,7 +23,11 @@ func TestRetention(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			return n["issues"] + n["transitions"] + n["comments"] + n["users"]
+			var hygiene int64 // the report's rows go with their issues too
+			if err := db.Gorm.Table("hygiene_issues").Where("integration_id = ?", itID).Count(&hygiene).Error; err != nil {
+				t.Fatal(err)
+			}
+			return n["issues"] + n["transitions"] + n["comments"] + n["users"] + hygiene
 		}
 		if count() == 0 {
 			t.Fatal("nothing ingested")
@@ -58,6 +62,10 @@ func TestRetention(t *testing.T) {
 		}
 		if n, _ := db.CountIngested(ctx, id(it2)); n["issues"]+n["users"]+n["transitions"]+n["comments"] != 0 {
 			t.Errorf("data left after delete: %v", n)
+		}
+		var hygiene int64
+		if err := db.Gorm.Table("hygiene_issues").Where("integration_id = ?", id(it2)).Count(&hygiene).Error; err != nil || hygiene != 0 {
+			t.Errorf("hygiene rows left after delete: %d %v", hygiene, err)
 		}
 	})
 }

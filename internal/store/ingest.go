@@ -568,7 +568,11 @@ func copyRows[T any](ctx context.Context, d *DB, table, cols string, rows []*T, 
 		return false, nil
 	}
 	cb := copyBufs.Get().(*copyBuf)
-	defer copyBufs.Put(cb)
+	defer func() {
+		if cap(cb.b) <= maxPooledCopy { // a long tail's page is left to the collector
+			copyBufs.Put(cb)
+		}
+	}()
 	cb.start()
 	for _, r := range rows {
 		encode(cb, r)
@@ -586,6 +590,8 @@ func copyRows[T any](ctx context.Context, d *DB, table, cols string, rows []*T, 
 type copyBuf struct{ b []byte }
 
 var copyBufs = sync.Pool{New: func() any { return &copyBuf{} }}
+
+const maxPooledCopy = 4 << 20
 
 // pgEpochMicros is PostgreSQL's timestamp epoch, 2000-01-01 UTC, in Unix
 // microseconds: binary timestamptz values count microseconds from it.
@@ -703,7 +709,7 @@ ORDER BY issue_id FOR UPDATE`, integrationID, chunk); err != nil {
 			}
 			// Children first: SQLite enforces the cascade only with
 			// foreign_keys on; deleting explicitly works either way.
-			for _, m := range []any{&JiraTransition{}, &JiraFieldChange{}, &JiraComment{}} {
+			for _, m := range []any{&JiraTransition{}, &JiraFieldChange{}, &JiraComment{}, &hygieneBase{}} {
 				if err := g.Where("integration_id = ? AND issue_id IN ?", integrationID, chunk).Delete(m).Error; err != nil {
 					return mapError(err, "issue children")
 				}
@@ -987,7 +993,7 @@ func (d *DB) PurgeExpired(ctx context.Context, now time.Time) (int, error) {
 			if err := g.Model(&Integration{}).Where("client_key = ?", ck).Pluck("id", &ids).Error; err != nil {
 				return mapError(err, "integrations")
 			}
-			for _, m := range []any{&JiraTransition{}, &JiraFieldChange{}, &JiraComment{}, &JiraIssue{}, &JiraUser{}, &SyncCheckpoint{}} {
+			for _, m := range []any{&JiraTransition{}, &JiraFieldChange{}, &JiraComment{}, &hygieneBase{}, &JiraIssue{}, &JiraUser{}, &SyncCheckpoint{}} {
 				if len(ids) > 0 {
 					if err := g.Where("integration_id IN ?", ids).Delete(m).Error; err != nil {
 						return mapError(err, "purge")

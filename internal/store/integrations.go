@@ -205,7 +205,7 @@ func (d *DB) DeleteIntegration(ctx context.Context, tenantID, id string) error {
 		if res.RowsAffected == 0 {
 			return apperr.New(apperr.NotFound, "integration not found")
 		}
-		for _, m := range []any{&JiraTransition{}, &JiraFieldChange{}, &JiraComment{}} {
+		for _, m := range []any{&JiraTransition{}, &JiraFieldChange{}, &JiraComment{}, &hygieneBase{}} {
 			if err := g.Where("integration_id = ?", id).Delete(m).Error; err != nil {
 				return mapError(err, "issue children")
 			}
