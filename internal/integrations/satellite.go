@@ -128,7 +128,9 @@ func (s *Service) ReceiveBatch(ctx context.Context, tenantID, id string, b *wire
 	now := s.Now().UTC().Truncate(time.Microsecond)
 	rows := batchRows(it, b, now)
 	written := map[string]int{}
-	err = s.DB.Tx(ctx, func(tx *store.DB) error {
+	// TxOnConn: WriteIssues inside copies the children on the
+	// transaction's connection.
+	err = s.DB.TxOnConn(ctx, func(tx *store.DB) error {
 		if err := tx.InsertSatelliteBatch(ctx, &store.SatelliteBatch{IntegrationID: it.ID, BatchID: b.BatchID, Digest: digest, Result: "{}", ReceivedAt: now}); err != nil {
 			return err
 		}

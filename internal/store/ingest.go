@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/sei-io/jira-connect/internal/apperr"
 	"gorm.io/gorm"
 	"gorm.io/gorm/clause"
 )
@@ -342,16 +344,6 @@ $27::timestamptz[])
 ON CONFLICT (integration_id, issue_id) DO UPDATE SET ` + excludedList(issueColumns) + `
 WHERE jira_issues.updated <= EXCLUDED.updated
 RETURNING issue_id, xmax <> 0`
-	pgInsertTransitions = `INSERT INTO jira_transitions (integration_id, issue_id, history_id, item, from_status, to_status,
-from_status_id, to_status_id, author_account_id, at)
-SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[], $4::int4[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[],
-$10::timestamptz[])`
-	pgInsertFieldChanges = `INSERT INTO jira_field_changes (integration_id, issue_id, history_id, item, field, field_id,
-from_value, from_string, to_value, to_string, author_account_id, at)
-SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[], $4::int4[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[],
-$10::text[], $11::text[], $12::timestamptz[])`
-	pgInsertComments = `INSERT INTO jira_comments (integration_id, issue_id, comment_id, author_account_id, body, created, updated)
-SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::timestamptz[], $7::timestamptz[])`
 )
 
 func excludedList(cols []string) string {
@@ -433,10 +425,10 @@ func (d *DB) pgWriteIssues(ctx context.Context, integrationID string, in []JiraI
 	}
 
 	// Children of one issue can repeat on a retried page; the first wins.
-	// Duplicates are dropped here, so the children are plain INSERTs: a
+	// Duplicates are dropped here, so the children are a plain COPY: a
 	// kept issue has no stored children (a new issue has none, a replaced
-	// one's were deleted above), and ON CONFLICT's extra index probe per
-	// row was a tenth of PostgreSQL's work in a sync.
+	// one's were deleted above), and an ON CONFLICT probe per row was a
+	// tenth of PostgreSQL's work in a sync.
 	type historyItem struct {
 		issue int64
 		id    string
@@ -444,7 +436,7 @@ func (d *DB) pgWriteIssues(ctx context.Context, integrationID string, in []JiraI
 	}
 	if tr := kept(b.Transitions, keep, func(t *JiraTransition) int64 { return t.IssueID },
 		func(t *JiraTransition) historyItem { return historyItem{t.IssueID, t.HistoryID, t.Item} }); len(tr) > 0 {
-		copied, err := copyRows(ctx, d, "jira_transitions", transitionCols, tr, func(c *copyBuf, t *JiraTransition) {
+		err := copyRows(ctx, d, "jira_transitions", transitionCols, tr, func(c *copyBuf, t *JiraTransition) {
 			c.tuple(10)
 			c.text(t.IntegrationID)
 			c.int8(t.IssueID)
@@ -460,22 +452,10 @@ func (d *DB) pgWriteIssues(ctx context.Context, integrationID string, in []JiraI
 		if err != nil {
 			return nil, err
 		}
-		if !copied {
-			m := len(tr)
-			integ, ids, hist, items := make([]string, m), make([]int64, m), make([]string, m), make([]int32, m)
-			from, to, fromID, toID, author, at := make([]*string, m), make([]*string, m), make([]*string, m), make([]*string, m), make([]*string, m), make([]time.Time, m)
-			for i, t := range tr {
-				integ[i], ids[i], hist[i], items[i] = t.IntegrationID, t.IssueID, t.HistoryID, int32(t.Item)
-				from[i], to[i], fromID[i], toID[i], author[i], at[i] = t.FromStatus, t.ToStatus, t.FromStatusID, t.ToStatusID, t.AuthorAccountID, t.At
-			}
-			if err := d.pgExec(ctx, "issue children", pgInsertTransitions, integ, ids, hist, items, from, to, fromID, toID, author, at); err != nil {
-				return nil, err
-			}
-		}
 	}
 	if fc := kept(b.FieldChanges, keep, func(c *JiraFieldChange) int64 { return c.IssueID },
 		func(c *JiraFieldChange) historyItem { return historyItem{c.IssueID, c.HistoryID, c.Item} }); len(fc) > 0 {
-		copied, err := copyRows(ctx, d, "jira_field_changes", fieldChangeCols, fc, func(cb *copyBuf, c *JiraFieldChange) {
+		err := copyRows(ctx, d, "jira_field_changes", fieldChangeCols, fc, func(cb *copyBuf, c *JiraFieldChange) {
 			cb.tuple(12)
 			cb.text(c.IntegrationID)
 			cb.int8(c.IssueID)
@@ -493,19 +473,6 @@ func (d *DB) pgWriteIssues(ctx context.Context, integrationID string, in []JiraI
 		if err != nil {
 			return nil, err
 		}
-		if !copied {
-			m := len(fc)
-			integ, ids, hist, items, field := make([]string, m), make([]int64, m), make([]string, m), make([]int32, m), make([]string, m)
-			fieldID, fromV, fromS, toV, toS, author := make([]*string, m), make([]*string, m), make([]*string, m), make([]*string, m), make([]*string, m), make([]*string, m)
-			at := make([]time.Time, m)
-			for i, c := range fc {
-				integ[i], ids[i], hist[i], items[i], field[i], fieldID[i] = c.IntegrationID, c.IssueID, c.HistoryID, int32(c.Item), c.Field, c.FieldID
-				fromV[i], fromS[i], toV[i], toS[i], author[i], at[i] = c.FromValue, c.FromString, c.ToValue, c.ToString, c.AuthorAccountID, c.At
-			}
-			if err := d.pgExec(ctx, "issue children", pgInsertFieldChanges, integ, ids, hist, items, field, fieldID, fromV, fromS, toV, toS, author, at); err != nil {
-				return nil, err
-			}
-		}
 	}
 	type commentKey struct {
 		issue int64
@@ -513,7 +480,7 @@ func (d *DB) pgWriteIssues(ctx context.Context, integrationID string, in []JiraI
 	}
 	if cs := kept(b.Comments, keep, func(c *JiraComment) int64 { return c.IssueID },
 		func(c *JiraComment) commentKey { return commentKey{c.IssueID, c.CommentID} }); len(cs) > 0 {
-		copied, err := copyRows(ctx, d, "jira_comments", commentCols, cs, func(cb *copyBuf, c *JiraComment) {
+		err := copyRows(ctx, d, "jira_comments", commentCols, cs, func(cb *copyBuf, c *JiraComment) {
 			cb.tuple(7)
 			cb.text(c.IntegrationID)
 			cb.int8(c.IssueID)
@@ -525,17 +492,6 @@ func (d *DB) pgWriteIssues(ctx context.Context, integrationID string, in []JiraI
 		})
 		if err != nil {
 			return nil, err
-		}
-		if !copied {
-			m := len(cs)
-			integ, ids, cid, author, body := make([]string, m), make([]int64, m), make([]string, m), make([]*string, m), make([]*string, m)
-			created, updated := make([]time.Time, m), make([]time.Time, m)
-			for i, c := range cs {
-				integ[i], ids[i], cid[i], author[i], body[i], created[i], updated[i] = c.IntegrationID, c.IssueID, c.CommentID, c.AuthorAccountID, c.Body, c.Created, c.Updated
-			}
-			if err := d.pgExec(ctx, "issue children", pgInsertComments, integ, ids, cid, author, body, created, updated); err != nil {
-				return nil, err
-			}
 		}
 	}
 	out := make([]JiraIssue, 0, len(keep))
@@ -555,17 +511,18 @@ var (
 	commentCols     = "integration_id, issue_id, comment_id, author_account_id, body, created, updated"
 )
 
-// copyRows writes rows with COPY when the transaction runs on a connection
-// of its own (DB.TxOnConn), and reports whether it did. COPY inserts in
+// copyRows writes rows with COPY on the transaction's connection, which
+// WriteIssues takes with DB.TxOnConn (a caller's own transaction must come
+// from TxOnConn too). COPY inserts in
 // batches (heap_multi_insert) and skips the executor's per-row work that an
 // INSERT … SELECT FROM unnest pays. The rows are encoded here into COPY's
 // binary format (copyBuf): the columns are text, bigint, integer and
 // timestamptz only, and pgx's generic encoding (a plan lookup per value,
 // and a statement to learn the column types first) cost more than the
 // encoding itself.
-func copyRows[T any](ctx context.Context, d *DB, table, cols string, rows []*T, encode func(*copyBuf, *T)) (bool, error) {
+func copyRows[T any](ctx context.Context, d *DB, table, cols string, rows []*T, encode func(*copyBuf, *T)) error {
 	if d.conn == nil {
-		return false, nil
+		return apperr.New(apperr.Internal, "store: WriteIssues on PostgreSQL inside a transaction needs DB.TxOnConn")
 	}
 	cb := copyBufs.Get().(*copyBuf)
 	defer func() {
@@ -578,11 +535,11 @@ func copyRows[T any](ctx context.Context, d *DB, table, cols string, rows []*T, 
 		encode(cb, r)
 	}
 	cb.finish()
-	ok, err := d.withPgx(func(c *pgx.Conn) error {
+	_, err := d.withPgx(func(c *pgx.Conn) error {
 		_, err := c.PgConn().CopyFrom(ctx, bytes.NewReader(cb.b), "COPY "+table+" ("+cols+") FROM STDIN (FORMAT binary)")
 		return err
 	})
-	return ok, d.pgError(err, "issue children")
+	return d.pgError(err, "issue children")
 }
 
 // copyBuf is a COPY … (FORMAT binary) stream being written: a header,

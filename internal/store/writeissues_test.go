@@ -2,11 +2,14 @@ package store_test
 
 import (
 	"context"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/sei-io/jira-connect/internal/apperr"
 	"github.com/sei-io/jira-connect/internal/store"
 	"github.com/sei-io/jira-connect/internal/store/storetest"
 )
@@ -166,3 +169,38 @@ func TestWriteIssuesChildrenRoundTrip(t *testing.T) {
 }
 
 func cmpDiff(want, got any) string { return cmp.Diff(want, got) }
+
+// Inside a caller's transaction, WriteIssues needs that transaction to come
+// from TxOnConn on PostgreSQL (the children are copied on its connection);
+// from a plain Tx it says so instead of writing half an issue.
+func TestWriteIssuesInCallersTransaction(t *testing.T) {
+	ctx := context.Background()
+	storetest.ForEach(t, func(t *testing.T, db *store.DB) {
+		if err := db.CreateTenant(ctx, &store.Tenant{ID: "t1", Name: "t"}); err != nil {
+			t.Fatal(err)
+		}
+		if err := db.CreateIntegration(ctx, &store.Integration{ID: "it1", TenantID: "t1", Name: "i", Type: "jira_connect_app", Status: "pending",
+			Tags: []string{}, ExcludedFields: []string{}, Settings: "{}", Timezone: "UTC"}); err != nil {
+			t.Fatal(err)
+		}
+		t0 := time.Date(2026, 3, 1, 10, 0, 0, 0, time.UTC)
+		batch := func(id int64) *store.IssueBatch {
+			return &store.IssueBatch{Issues: []store.JiraIssue{{IntegrationID: "it1", IssueID: id, Key: "SEI-" + strconv.FormatInt(id, 10), ProjectKey: "SEI",
+				Status: "Open", Created: t0, Updated: t0, SyncedAt: t0, Components: "[]", Labels: "[]", FixVersions: "[]", Fields: "{}"}},
+				Comments: []store.JiraComment{{IntegrationID: "it1", IssueID: id, CommentID: "c1", Created: t0, Updated: t0}}}
+		}
+		err := db.Tx(ctx, func(tx *store.DB) error { _, err := tx.WriteIssues(ctx, "it1", batch(1), nil); return err })
+		if db.Dialect() == store.DialectPostgres && (apperr.CodeOf(err) != apperr.Internal || !strings.Contains(err.Error(), "TxOnConn")) {
+			t.Errorf("WriteIssues in a plain transaction on PostgreSQL: %v", err)
+		}
+		if db.Dialect() == store.DialectSQLite && err != nil {
+			t.Errorf("WriteIssues in a transaction on SQLite: %v", err)
+		}
+		if err := db.TxOnConn(ctx, func(tx *store.DB) error { _, err := tx.WriteIssues(ctx, "it1", batch(2), nil); return err }); err != nil {
+			t.Fatal(err)
+		}
+		if _, _, cs, err := db.IssueByKey(ctx, "it1", "SEI-2"); err != nil || len(cs) != 1 {
+			t.Errorf("written in TxOnConn: %d comments, %v", len(cs), err)
+		}
+	})
+}
