@@ -20,13 +20,7 @@ import (
 func TestWriteIssuesNewerWins(t *testing.T) {
 	ctx := context.Background()
 	storetest.ForEach(t, func(t *testing.T, db *store.DB) {
-		if err := db.CreateTenant(ctx, &store.Tenant{ID: "t1", Name: "t"}); err != nil {
-			t.Fatal(err)
-		}
-		if err := db.CreateIntegration(ctx, &store.Integration{ID: "it1", TenantID: "t1", Name: "i", Type: "jira_connect_app", Status: "pending",
-			Tags: []string{}, ExcludedFields: []string{}, Settings: "{}", Timezone: "UTC"}); err != nil {
-			t.Fatal(err)
-		}
+		newReportIntegration(t, db) // tenant t1, integration it1
 		t0 := time.Date(2026, 3, 1, 10, 0, 0, 0, time.UTC)
 		version := func(status string, updated time.Time, comments ...string) *store.IssueBatch {
 			b := &store.IssueBatch{Issues: []store.JiraIssue{{IntegrationID: "it1", IssueID: 10001, Key: "SEI-1", ProjectKey: "SEI",
@@ -109,13 +103,7 @@ func TestWriteIssuesNewerWins(t *testing.T) {
 func TestWriteIssuesChildrenRoundTrip(t *testing.T) {
 	ctx := context.Background()
 	storetest.ForEach(t, func(t *testing.T, db *store.DB) {
-		if err := db.CreateTenant(ctx, &store.Tenant{ID: "t1", Name: "t"}); err != nil {
-			t.Fatal(err)
-		}
-		if err := db.CreateIntegration(ctx, &store.Integration{ID: "it1", TenantID: "t1", Name: "i", Type: "jira_connect_app", Status: "pending",
-			Tags: []string{}, ExcludedFields: []string{}, Settings: "{}", Timezone: "UTC"}); err != nil {
-			t.Fatal(err)
-		}
+		newReportIntegration(t, db) // tenant t1, integration it1
 		s := func(v string) *string { return &v }
 		at := []time.Time{
 			time.Date(1999, 12, 31, 23, 59, 59, 999999000, time.UTC),
@@ -176,13 +164,7 @@ func cmpDiff(want, got any) string { return cmp.Diff(want, got) }
 func TestWriteIssuesInCallersTransaction(t *testing.T) {
 	ctx := context.Background()
 	storetest.ForEach(t, func(t *testing.T, db *store.DB) {
-		if err := db.CreateTenant(ctx, &store.Tenant{ID: "t1", Name: "t"}); err != nil {
-			t.Fatal(err)
-		}
-		if err := db.CreateIntegration(ctx, &store.Integration{ID: "it1", TenantID: "t1", Name: "i", Type: "jira_connect_app", Status: "pending",
-			Tags: []string{}, ExcludedFields: []string{}, Settings: "{}", Timezone: "UTC"}); err != nil {
-			t.Fatal(err)
-		}
+		newReportIntegration(t, db) // tenant t1, integration it1
 		t0 := time.Date(2026, 3, 1, 10, 0, 0, 0, time.UTC)
 		batch := func(id int64) *store.IssueBatch {
 			return &store.IssueBatch{Issues: []store.JiraIssue{{IntegrationID: "it1", IssueID: id, Key: "SEI-" + strconv.FormatInt(id, 10), ProjectKey: "SEI",
