@@ -67,6 +67,12 @@ func TestPrebuildServesTheSame(t *testing.T) {
 	edit := func(sp *jirasim.GenSpec) { sp.LongTailShare = 0.05 }
 	a, b := genSite(t, 42, 120, edit), genSite(t, 42, 120, edit)
 	b.Prebuild()
+	if n := jirasim.StoredRecords(b); n != 120 {
+		t.Fatalf("prebuilt %d of 120 issues", n) // else the comparison below compares two generating sites
+	}
+	if n := jirasim.StoredRecords(a); n != 0 {
+		t.Fatalf("a generating site holds %d records", n)
+	}
 	if da, db := dump(t, a), dump(t, b); da != db {
 		i := 0
 		for i < len(da) && i < len(db) && da[i] == db[i] {
